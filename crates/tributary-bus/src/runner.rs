@@ -1,0 +1,268 @@
+//! The at-least-once consumer runner every service uses.
+//!
+//! For each message the handler returns:
+//! - `Ok(())` — the side effect is durable; the offset is stored (and
+//!   committed in the background, on shutdown and on rebalance);
+//! - [`HandlerError::Retryable`] — retried with exponential backoff; the
+//!   partition does not move on (messages behind it wait); after
+//!   `max_retries`, if set, the message is dead-lettered;
+//! - [`HandlerError::Permanent`] — the message goes to `<topic>.dlq` with the
+//!   error and its origin in headers, then the partition moves on.
+//!
+//! Shutdown (the token) lets the in-flight message finish, commits, and
+//! leaves the group. A crash commits nothing more: what was not committed is
+//! delivered again, so handlers must be idempotent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::port::{Consumer, ConsumerOptions};
+use crate::record::{Message, Record};
+use crate::{Bus, Result};
+
+/// Suffix of dead-letter topics.
+pub const DLQ_SUFFIX: &str = ".dlq";
+
+/// Header names on dead-lettered messages.
+pub mod dlq_headers {
+    /// Why the message was dead-lettered.
+    pub const ERROR: &str = "dlq.error";
+    /// Topic it came from.
+    pub const TOPIC: &str = "dlq.topic";
+    /// Partition it came from.
+    pub const PARTITION: &str = "dlq.partition";
+    /// Offset it had.
+    pub const OFFSET: &str = "dlq.offset";
+    /// Consumer group that gave up on it.
+    pub const GROUP: &str = "dlq.group";
+}
+
+/// What went wrong in a handler, and whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// A dependency failed (database down, timeout): retry the same message.
+    #[error("retryable: {0}")]
+    Retryable(String),
+    /// The message itself is bad (malformed, violates a rule): dead-letter it.
+    #[error("permanent: {0}")]
+    Permanent(String),
+}
+
+/// Processes one message at a time. Must be idempotent.
+#[async_trait::async_trait]
+pub trait Handler: Send + Sync {
+    /// Handles `message`; see [`HandlerError`] for the error contract.
+    async fn handle(&self, message: &Message) -> Result<(), HandlerError>;
+}
+
+/// Retry policy.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    /// First delay.
+    pub initial: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// Dead-letter after this many failed attempts; `None` retries until shutdown.
+    pub max_retries: Option<u32>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            max_retries: None,
+        }
+    }
+}
+
+impl Backoff {
+    fn delay(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.min(20));
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Runner settings.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Consumer group.
+    pub group: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Retry policy for retryable errors (and for dead-letter publishing).
+    pub backoff: Backoff,
+    /// Consumer options.
+    pub consumer: ConsumerOptions,
+}
+
+impl RunnerConfig {
+    /// A runner for `group` on `topics` with default policies.
+    pub fn new(group: impl Into<String>, topics: &[&str]) -> Self {
+        Self {
+            group: group.into(),
+            topics: topics.iter().map(ToString::to_string).collect(),
+            backoff: Backoff::default(),
+            consumer: ConsumerOptions::default(),
+        }
+    }
+}
+
+/// Consumes until `shutdown` is cancelled. Creates the dead-letter topics
+/// (one partition each) if missing.
+///
+/// # Errors
+/// When the bus fails in a way that is not transient (subscribe, commit on close).
+pub async fn run(
+    bus: Bus,
+    config: RunnerConfig,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    for t in &config.topics {
+        bus.create_topic(&format!("{t}{DLQ_SUFFIX}"), 1).await?;
+    }
+    let mut consumer = bus
+        .subscribe(&config.group, &config.topics, config.consumer.clone())
+        .await?;
+    tracing::info!(group = %config.group, topics = ?config.topics, bus = %bus.describe(), "consumer started");
+    let result = consume(&bus, &config, &*handler, &mut *consumer, &shutdown).await;
+    let closed = consumer.close().await;
+    tracing::info!(group = %config.group, "consumer stopped; offsets committed");
+    result.and(closed)
+}
+
+async fn consume(
+    bus: &Bus,
+    config: &RunnerConfig,
+    handler: &dyn Handler,
+    consumer: &mut dyn Consumer,
+    shutdown: &CancellationToken,
+) -> Result<()> {
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(()),
+            m = consumer.recv() => m?,
+        };
+        if process(bus, config, handler, &message, shutdown).await {
+            consumer.store(&message)?;
+        } else {
+            // Shutdown interrupted a retry: leave the offset for redelivery.
+            return Ok(());
+        }
+    }
+}
+
+/// Returns true when the message is done with (handled or dead-lettered).
+#[tracing::instrument(
+    name = "consume",
+    skip_all,
+    fields(topic = %message.topic, partition = message.partition, offset = message.offset, group = %config.group)
+)]
+async fn process(
+    bus: &Bus,
+    config: &RunnerConfig,
+    handler: &dyn Handler,
+    message: &Message,
+    shutdown: &CancellationToken,
+) -> bool {
+    let started = Instant::now();
+    let mut attempt: u32 = 0;
+    let outcome = loop {
+        match handler.handle(message).await {
+            Ok(()) => break "ok",
+            Err(HandlerError::Permanent(reason)) => {
+                tracing::warn!(%reason, "permanent failure; dead-lettering");
+                if !dead_letter(bus, config, message, &reason, shutdown).await {
+                    return false;
+                }
+                break "dead_letter";
+            }
+            Err(HandlerError::Retryable(reason)) => {
+                attempt += 1;
+                metrics::counter!("tributary_consumer_retries_total", "topic" => message.topic.clone())
+                    .increment(1);
+                if config.backoff.max_retries.is_some_and(|max| attempt > max) {
+                    tracing::warn!(%reason, attempt, "retries exhausted; dead-lettering");
+                    let reason = format!("retries exhausted after {attempt} attempts: {reason}");
+                    if !dead_letter(bus, config, message, &reason, shutdown).await {
+                        return false;
+                    }
+                    break "dead_letter";
+                }
+                let delay = config.backoff.delay(attempt - 1);
+                tracing::warn!(%reason, attempt, ?delay, "retryable failure; partition waits");
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    };
+    metrics::counter!("tributary_consumer_messages_total", "topic" => message.topic.clone(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("tributary_consumer_handle_seconds", "topic" => message.topic.clone())
+        .record(started.elapsed().as_secs_f64());
+    true
+}
+
+/// Publishes `message` to its dead-letter topic, retrying until it is durable
+/// or shutdown. Returns false on shutdown.
+async fn dead_letter(
+    bus: &Bus,
+    config: &RunnerConfig,
+    message: &Message,
+    reason: &str,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut record = Record {
+        topic: format!("{}{DLQ_SUFFIX}", message.topic),
+        key: message.key.clone(),
+        value: message.value.clone(),
+        headers: message.headers.clone(),
+    };
+    record = record
+        .header(dlq_headers::ERROR, reason.to_string())
+        .header(dlq_headers::TOPIC, message.topic.clone())
+        .header(dlq_headers::PARTITION, message.partition.to_string())
+        .header(dlq_headers::OFFSET, message.offset.to_string())
+        .header(dlq_headers::GROUP, config.group.clone());
+    let mut attempt = 0;
+    loop {
+        match bus.send(record.clone()).await {
+            Ok(_) => return true,
+            Err(e) => {
+                let delay = config.backoff.delay(attempt);
+                attempt += 1;
+                tracing::error!(error = %e, ?delay, "cannot publish to dead-letter topic; retrying");
+                tokio::select! {
+                    () = shutdown.cancelled() => return false,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves backoff doubles from the initial delay and is capped.
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            max_retries: None,
+        };
+        assert_eq!(b.delay(0), Duration::from_millis(100));
+        assert_eq!(b.delay(1), Duration::from_millis(200));
+        assert_eq!(b.delay(3), Duration::from_millis(800));
+        assert_eq!(b.delay(10), Duration::from_secs(1));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(1));
+    }
+}

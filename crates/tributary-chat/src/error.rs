@@ -1,0 +1,90 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in a file something went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// The position is not known (e.g. the file could not be opened).
+    Unknown,
+    /// 1-based line and column (JSON syntax errors).
+    LineColumn { line: u64, column: u64 },
+    /// Byte offset from the start of the file (HTML).
+    Byte(u64),
+    /// 0-based index of the message within the file, with its id when known.
+    Message { index: u64, id: Option<i64> },
+    /// 1-based record number of a CSV backup (the header is record 0), with
+    /// the line it starts on.
+    Record { record: u64, line: u64 },
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Unknown => write!(f, "unknown position"),
+            Position::LineColumn { line, column } => write!(f, "line {line}, column {column}"),
+            Position::Byte(b) => write!(f, "byte {b}"),
+            Position::Message {
+                index,
+                id: Some(id),
+            } => {
+                write!(f, "message #{index} (id {id})")
+            }
+            Position::Message { index, id: None } => write!(f, "message #{index}"),
+            Position::Record { record, line } => write!(f, "record {record} (line {line})"),
+        }
+    }
+}
+
+/// Everything that can go wrong while reading chat exports and backups.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or directory could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading a stream failed part-way (at `position`).
+    #[error("read error at {position}: {source}")]
+    Read {
+        position: Position,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The JSON is not well-formed (or is not an export) at `position`.
+    #[error("malformed JSON at {position}: {reason}")]
+    Json { position: Position, reason: String },
+    /// The HTML cannot be tokenized at `position`.
+    #[error("malformed HTML at {position}: {reason}")]
+    Html { position: Position, reason: String },
+    /// A CSV backup record is malformed.
+    #[error("malformed CSV backup at {position}: {reason}")]
+    Csv { position: Position, reason: String },
+    /// A zip archive (or one of its entries) cannot be read.
+    #[error("bad zip archive: {reason}")]
+    Zip { reason: String },
+    /// One message is well-formed syntax but lacks something required (its
+    /// id) or holds an unusable value; only that message is skipped.
+    #[error("invalid message at {position}: {reason}")]
+    InvalidMessage { position: Position, reason: String },
+}
+
+impl Error {
+    /// The position the error points at, if any.
+    pub fn position(&self) -> Position {
+        match self {
+            Error::Read { position, .. }
+            | Error::Json { position, .. }
+            | Error::Html { position, .. }
+            | Error::Csv { position, .. }
+            | Error::InvalidMessage { position, .. } => position.clone(),
+            Error::Io { .. } | Error::Zip { .. } => Position::Unknown,
+        }
+    }
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,15 @@
+//! Platform: what every Tributary process shares — typed configuration,
+//! telemetry (logs, traces, metrics), the admin HTTP server (`/livez`,
+//! `/readyz`, `/metrics`), readiness checks and graceful shutdown.
+//!
+//! This crate has no internal dependencies; ports, adapters and systems build on it.
+
+pub mod admin;
+pub mod config;
+pub mod health;
+pub mod shutdown;
+pub mod telemetry;
+pub mod url;
+
+pub use health::{CheckResult, HealthCheck, Readiness};
+pub use shutdown::CancellationToken;

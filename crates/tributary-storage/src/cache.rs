@@ -1,0 +1,289 @@
+//! The cache port: short-lived bytes under string keys, Redis in production,
+//! an in-process cache on one machine.
+//!
+//! A cache may lose any entry at any time (eviction, restart, TTL), so callers
+//! treat a miss as "compute or load it again" and never keep the only copy of
+//! data here. Every key is stored as `prefix + key`, so systems (and tests)
+//! sharing one Redis do not collide.
+//!
+//! Failure: on Redis, a command that gets no answer within
+//! [`CacheConfig::timeout`] fails with [`Error::Redis`]; the connection is
+//! re-established in the background and later commands work again. Callers
+//! usually treat a failed `get` as a miss. The in-memory adapter does not
+//! fail. Cancelling (dropping) a `set` may or may not have stored the value.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use moka::future::Cache as Moka;
+use moka::Expiry;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tributary_platform::url::{redact, scheme};
+
+use crate::{Error, Result};
+
+const PORT: &str = "cache";
+
+/// How to open a [`Cache`].
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    /// `redis://[user:pass@]host:port[/db]` (or `rediss://`) or `memory://`.
+    pub url: String,
+    /// Prepended to every key (e.g. `docs:`); isolates users of one Redis.
+    pub key_prefix: String,
+    /// In-memory adapter: the most bytes (keys + values) kept before the
+    /// least useful entries are evicted. Default 64 MiB.
+    pub memory_max_bytes: u64,
+    /// Redis: how long connecting and each command may take. Default 5 s.
+    pub timeout: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            url: "memory://".into(),
+            key_prefix: String::new(),
+            memory_max_bytes: 64 * 1024 * 1024,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl CacheConfig {
+    /// Defaults with `url`.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Which adapter a [`Cache`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    /// Redis through a reconnecting connection manager.
+    Redis,
+    /// In-process (moka), lost on restart, one process only.
+    Memory,
+}
+
+#[derive(Clone)]
+struct Entry {
+    value: Bytes,
+    ttl: Option<Duration>,
+}
+
+/// Each entry expires after its own TTL, counted from its last write.
+struct PerEntryTtl;
+
+impl Expiry<String, Entry> for PerEntryTtl {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _at: Instant) -> Option<Duration> {
+        value.ttl
+    }
+
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        value: &Entry,
+        _at: Instant,
+        _left: Option<Duration>,
+    ) -> Option<Duration> {
+        value.ttl
+    }
+}
+
+#[derive(Clone)]
+enum Backend {
+    Redis(ConnectionManager),
+    Memory(Moka<String, Entry>),
+}
+
+/// A handle to the cache. Cloning is cheap and shares the connection (Redis)
+/// or the entries (memory).
+#[derive(Clone)]
+pub struct Cache {
+    backend: Backend,
+    prefix: Arc<str>,
+    url: String,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("url", &self.url)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+impl Cache {
+    /// Opens the cache of `config.url`; for Redis, connects and fails when the
+    /// server does not answer within [`CacheConfig::timeout`].
+    ///
+    /// # Errors
+    /// [`Error::UnsupportedScheme`], [`Error::InvalidUrl`], [`Error::Connect`]
+    /// (messages name the URL without its password).
+    pub async fn connect(config: &CacheConfig) -> Result<Self> {
+        let url = config.url.trim();
+        let redacted = redact(url);
+        let backend = match scheme(url).as_deref() {
+            Some("memory") => {
+                let cache = Moka::builder()
+                    .max_capacity(config.memory_max_bytes)
+                    .weigher(|k: &String, v: &Entry| {
+                        u32::try_from(k.len() + v.value.len()).unwrap_or(u32::MAX)
+                    })
+                    .expire_after(PerEntryTtl)
+                    .build();
+                Backend::Memory(cache)
+            }
+            Some("redis" | "rediss") => {
+                let client = redis::Client::open(url).map_err(|e| Error::InvalidUrl {
+                    port: PORT,
+                    url: redacted.clone(),
+                    reason: e.to_string(),
+                })?;
+                let cm_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.timeout))
+                    .set_response_timeout(Some(config.timeout))
+                    .set_number_of_retries(2);
+                let cm = ConnectionManager::new_with_config(client, cm_config)
+                    .await
+                    .map_err(|e| Error::Connect {
+                        port: PORT,
+                        url: redacted.clone(),
+                        reason: e.to_string().replace('\n', " "),
+                    })?;
+                Backend::Redis(cm)
+            }
+            _ => {
+                return Err(Error::UnsupportedScheme {
+                    port: PORT,
+                    url: redacted,
+                    expected: "redis://, rediss:// or memory://",
+                })
+            }
+        };
+        Ok(Self {
+            backend,
+            prefix: Arc::from(config.key_prefix.as_str()),
+            url: redacted,
+        })
+    }
+
+    /// A handle sharing this cache whose keys get `sub` appended to the
+    /// prefix (isolation per component or test).
+    pub fn with_prefix(&self, sub: &str) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            prefix: Arc::from(format!("{}{sub}", self.prefix)),
+            url: self.url.clone(),
+        }
+    }
+
+    /// Which adapter this handle uses.
+    pub fn kind(&self) -> CacheKind {
+        match self.backend {
+            Backend::Redis(_) => CacheKind::Redis,
+            Backend::Memory(_) => CacheKind::Memory,
+        }
+    }
+
+    /// The value of `key`, or `None` when absent or expired.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis does not answer.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.get(&key).await.map(|e| e.value)),
+            Backend::Redis(cm) => {
+                let mut conn = cm.clone();
+                let value: Option<Vec<u8>> =
+                    redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+                Ok(value.map(Bytes::from))
+            }
+        }
+    }
+
+    /// Stores `value` under `key`, replacing any value and its TTL. With
+    /// `ttl` the entry disappears after that long (millisecond precision);
+    /// a zero TTL removes the key. Without `ttl` it stays until evicted or
+    /// deleted.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis does not answer.
+    pub async fn set(&self, key: &str, value: impl Into<Bytes>, ttl: Option<Duration>) -> Result<()> {
+        let value = value.into();
+        if ttl.is_some_and(|t| t.as_millis() == 0) {
+            self.delete(key).await?;
+            return Ok(());
+        }
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(m) => {
+                m.insert(key, Entry { value, ttl }).await;
+            }
+            Backend::Redis(cm) => {
+                let mut conn = cm.clone();
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&key).arg(value.as_ref());
+                if let Some(ttl) = ttl {
+                    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                    cmd.arg("PX").arg(ms);
+                }
+                cmd.query_async::<()>(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key`; true when it was there.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis does not answer.
+    pub async fn delete(&self, key: &str) -> Result<bool> {
+        let key = self.key(key);
+        match &self.backend {
+            Backend::Memory(m) => Ok(m.remove(&key).await.is_some()),
+            Backend::Redis(cm) => {
+                let mut conn = cm.clone();
+                let n: u64 = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
+                Ok(n > 0)
+            }
+        }
+    }
+
+    /// Redis `PING`; always `Ok` in memory.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis does not answer.
+    pub async fn ping(&self) -> Result<()> {
+        match &self.backend {
+            Backend::Memory(_) => Ok(()),
+            Backend::Redis(cm) => {
+                let mut conn = cm.clone();
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+                Ok(())
+            }
+        }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+#[async_trait::async_trait]
+impl tributary_platform::health::HealthCheck for Cache {
+    fn name(&self) -> String {
+        PORT.to_string()
+    }
+
+    /// `PING` on Redis; the in-memory cache is always ready.
+    async fn check(&self) -> Result<(), String> {
+        self.ping().await.map_err(|e| format!("{}: {e}", self.url))
+    }
+}

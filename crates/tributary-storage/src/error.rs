@@ -1,0 +1,85 @@
+//! The error type of the storage crate.
+
+use std::path::PathBuf;
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can fail in a storage port. URLs inside messages are
+/// always redacted (no passwords).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL could not be parsed or lacks a required part.
+    #[error("invalid {port} URL {url}: {reason}")]
+    InvalidUrl {
+        /// Which port (`sql`, `objects`, `cache`).
+        port: &'static str,
+        /// The URL without its password.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The URL scheme names no adapter of this port.
+    #[error("unsupported {port} URL {url}: expected {expected}")]
+    UnsupportedScheme {
+        /// Which port (`sql`, `objects`, `cache`).
+        port: &'static str,
+        /// The URL without its password.
+        url: String,
+        /// The schemes that are accepted.
+        expected: &'static str,
+    },
+    /// The backend did not answer when the handle was opened.
+    #[error("cannot connect to {port} at {url}: {reason}")]
+    Connect {
+        /// Which port (`sql`, `objects`, `cache`).
+        port: &'static str,
+        /// The URL without its password.
+        url: String,
+        /// One-line cause.
+        reason: String,
+    },
+    /// A query or transaction failed.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// Applying migrations failed (the failed migration was rolled back where
+    /// the dialect allows it; earlier ones stay applied).
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// No object is stored under this key.
+    #[error("object {key:?} not found")]
+    NotFound {
+        /// Key relative to the store's prefix.
+        key: String,
+    },
+    /// The object key is not a valid path (empty segment, `..`, ...).
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as given.
+        key: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The object store failed (network, permissions, server error) after its
+    /// own retries.
+    #[error("object store: {0}")]
+    Objects(#[source] object_store::Error),
+    /// A Redis command failed.
+    #[error("cache: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A local file or directory could not be created.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// True when the error says "nothing stored here" (a missing object).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}

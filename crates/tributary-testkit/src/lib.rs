@@ -1,0 +1,133 @@
+//! Test kit: where the real backends of the test rig are, and isolation helpers
+//! (a fresh database, unique topic/bucket-prefix/key-prefix names) so tests can
+//! run in parallel against one shared PostgreSQL, broker, S3 server and Redis.
+//!
+//! The rig (`scripts/test.sh`) exports one environment variable per backend.
+//! A test asks for its backend with [`backend`]: outside CI an absent backend
+//! skips the test with a line on stderr; with `CI=true` it fails the test, so a
+//! real-backend test can never pass silently without its backend.
+
+use std::fmt;
+
+/// A real backend the rig can provide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A Kafka-protocol broker; the value is `kafka://host:port`.
+    Kafka,
+    /// PostgreSQL; the value is a `postgres://` URL of a database the tests may create databases from.
+    Postgres,
+    /// An S3-compatible server; the value is its endpoint `http://host:port`.
+    S3,
+    /// Redis; the value is a `redis://` URL.
+    Redis,
+}
+
+impl Backend {
+    /// The environment variable the rig sets for this backend.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Backend::Kafka => "TRIBUTARY_TEST_KAFKA",
+            Backend::Postgres => "TRIBUTARY_TEST_POSTGRES",
+            Backend::S3 => "TRIBUTARY_TEST_S3",
+            Backend::Redis => "TRIBUTARY_TEST_REDIS",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Backend::Kafka => "Kafka broker",
+            Backend::Postgres => "PostgreSQL",
+            Backend::S3 => "S3 server",
+            Backend::Redis => "Redis",
+        };
+        f.write_str(name)
+    }
+}
+
+/// True when running under CI (`CI=true` or `CI=1`).
+pub fn in_ci() -> bool {
+    matches!(
+        std::env::var("CI").ok().as_deref(),
+        Some("true") | Some("1") | Some("TRUE") | Some("True")
+    )
+}
+
+/// The address of `backend` from the rig, or `None` (test should return early).
+///
+/// # Panics
+/// Under CI when the rig did not provide the backend: a real-backend test
+/// must fail, not skip, when its backend is missing.
+pub fn backend(backend: Backend) -> Option<String> {
+    match std::env::var(backend.env_var()) {
+        Ok(v) if !v.trim().is_empty() => Some(v),
+        _ if in_ci() => panic!(
+            "{backend} is required under CI but {} is not set; run the tests through scripts/test.sh",
+            backend.env_var()
+        ),
+        _ => {
+            eprintln!(
+                "skipping: {backend} not configured ({} unset); scripts/test.sh starts it",
+                backend.env_var()
+            );
+            None
+        }
+    }
+}
+
+/// A name unique to this test run: `prefix` + `-` + 12 hex chars, lowercase,
+/// valid as a topic, database, bucket prefix or key prefix.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}-{}", &id[..12])
+}
+
+/// Creates a fresh PostgreSQL database on the server of `base_url` and returns its URL.
+pub async fn fresh_postgres_db(base_url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let name = unique("t").replace('-', "_");
+    let mut conn = sqlx::PgConnection::connect(base_url).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let mut url = url_without_db(base_url);
+    url.push('/');
+    url.push_str(&name);
+    Ok(url)
+}
+
+fn url_without_db(base: &str) -> String {
+    // postgres://user@host:port/db?params -> postgres://user@host:port
+    let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    format!("{scheme}://{authority}")
+}
+
+/// A fresh temporary directory removed when dropped.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("create temp dir: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_names_differ_and_are_lowercase() {
+        let a = unique("topic");
+        let b = unique("topic");
+        assert_ne!(a, b);
+        assert_eq!(a, a.to_lowercase());
+        assert!(a.starts_with("topic-"));
+    }
+
+    #[test]
+    fn strips_database_from_url() {
+        assert_eq!(
+            url_without_db("postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"),
+            "postgres://postgres@127.0.0.1:5432"
+        );
+    }
+}
