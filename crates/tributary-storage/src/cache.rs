@@ -21,6 +21,7 @@ use moka::Expiry;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tributary_platform::url::{redact, scheme};
 
+use crate::error::one_line;
 use crate::{Error, Result};
 
 const PORT: &str = "cache";
@@ -143,7 +144,7 @@ impl Cache {
                 let client = redis::Client::open(url).map_err(|e| Error::InvalidUrl {
                     port: PORT,
                     url: redacted.clone(),
-                    reason: e.to_string(),
+                    reason: one_line(&e),
                 })?;
                 let cm_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.timeout))
@@ -154,7 +155,7 @@ impl Cache {
                     .map_err(|e| Error::Connect {
                         port: PORT,
                         url: redacted.clone(),
-                        reason: e.to_string().replace('\n', " "),
+                        reason: one_line(&e),
                     })?;
                 Backend::Redis(cm)
             }
@@ -215,7 +216,12 @@ impl Cache {
     ///
     /// # Errors
     /// [`Error::Redis`] when Redis does not answer.
-    pub async fn set(&self, key: &str, value: impl Into<Bytes>, ttl: Option<Duration>) -> Result<()> {
+    pub async fn set(
+        &self,
+        key: &str,
+        value: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<()> {
         let value = value.into();
         if ttl.is_some_and(|t| t.as_millis() == 0) {
             self.delete(key).await?;

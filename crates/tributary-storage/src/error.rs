@@ -62,13 +62,22 @@ pub enum Error {
     },
     /// The object store failed (network, permissions, server error) after its
     /// own retries.
-    #[error("object store: {0}")]
+    #[error("object store: {}", one_line_display(.0))]
     Objects(#[source] object_store::Error),
     /// A Redis command failed.
     #[error("cache: {0}")]
     Redis(#[from] redis::RedisError),
-    /// A local file or directory could not be created.
-    #[error("{path}: {source}")]
+    /// The stream given to [`Objects::put_stream`](crate::Objects::put_stream)
+    /// failed; the upload was aborted.
+    #[error("reading the data for object {key:?} failed: {source}")]
+    Source {
+        /// Key being uploaded.
+        key: String,
+        /// The stream's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A local directory could not be created.
+    #[error("cannot create directory {path}: {source}")]
     Io {
         /// The path that failed.
         path: PathBuf,
@@ -82,4 +91,27 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
+}
+
+/// `e` on one line (servers put XML or multi-line text in their errors).
+fn one_line_display(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The error and its sources on one line.
+pub(crate) fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    one_line_display(&out)
 }

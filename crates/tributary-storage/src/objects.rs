@@ -31,6 +31,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, Write
 use tokio::io::AsyncWrite;
 use tributary_platform::url::{redact, scheme};
 
+use crate::error::one_line;
 use crate::{Error, Result};
 
 const PORT: &str = "objects";
@@ -150,7 +151,7 @@ impl Objects {
                     source,
                 })?;
                 let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| invalid(crate::sql::one_line(&e)))?
+                    .map_err(|e| invalid(one_line(&e)))?
                     .with_automatic_cleanup(true);
                 (Arc::new(fs), "")
             }
@@ -181,7 +182,7 @@ impl Objects {
                 if let Some(v) = &config.secret_access_key {
                     b = b.with_secret_access_key(v);
                 }
-                let s3 = b.build().map_err(|e| invalid(crate::sql::one_line(&e)))?;
+                let s3 = b.build().map_err(|e| invalid(one_line(&e)))?;
                 (Arc::new(s3), prefix)
             }
             _ => {
@@ -192,9 +193,8 @@ impl Objects {
                 })
             }
         };
-        let prefix = Path::parse(prefix.trim_matches('/')).map_err(|e| {
-            invalid(format!("bad prefix: {}", crate::sql::one_line(&e)))
-        })?;
+        let prefix = Path::parse(prefix.trim_matches('/'))
+            .map_err(|e| invalid(format!("bad prefix: {}", one_line(&e))))?;
         Ok(Self {
             store,
             prefix,
@@ -256,10 +256,7 @@ impl Objects {
         let path = self.key_path(key)?;
         let got = self.store.get(&path).await.map_err(|e| map_err(e, key))?;
         let key = key.to_string();
-        Ok(got
-            .into_stream()
-            .map_err(move |e| map_err(e, &key))
-            .boxed())
+        Ok(got.into_stream().map_err(move |e| map_err(e, &key)).boxed())
     }
 
     /// Size of the object, or [`Error::NotFound`].
@@ -283,8 +280,13 @@ impl Objects {
     /// # Errors
     /// A stream item error or an upload failure aborts the upload (the old
     /// object, if any, stays) and is returned; stream errors become
-    /// [`Error::Io`] with the key as path.
-    pub async fn put_stream<S, E>(&self, key: &str, stream: S, part_size: Option<usize>) -> Result<u64>
+    /// [`Error::Source`].
+    pub async fn put_stream<S, E>(
+        &self,
+        key: &str,
+        stream: S,
+        part_size: Option<usize>,
+    ) -> Result<u64>
     where
         S: Stream<Item = std::result::Result<Bytes, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -303,9 +305,9 @@ impl Objects {
             match stream.next().await {
                 None => break None,
                 Some(Err(e)) => {
-                    break Some(Error::Io {
-                        path: PathBuf::from(key),
-                        source: std::io::Error::other(e),
+                    break Some(Error::Source {
+                        key: key.to_string(),
+                        source: e.into(),
                     })
                 }
                 Some(Ok(chunk)) => {
@@ -414,7 +416,7 @@ impl Objects {
     fn full_path(&self, key: &str) -> Result<Path> {
         let rel = Path::parse(key).map_err(|e| Error::InvalidKey {
             key: key.to_string(),
-            reason: crate::sql::one_line(&e),
+            reason: one_line(&e),
         })?;
         Ok(Path::from_iter(self.prefix.parts().chain(rel.parts())))
     }

@@ -25,6 +25,7 @@ use sqlx::sqlite::{
 };
 use tributary_platform::url::{redact, scheme};
 
+use crate::error::one_line;
 use crate::{Error, Result};
 
 const PORT: &str = "sql";
@@ -306,19 +307,4 @@ fn connect_error(e: sqlx::Error, redacted: &str, config: &SqlConfig) -> Error {
         url: redacted.to_string(),
         reason,
     }
-}
-
-/// The error and its sources on one line.
-pub(crate) fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        src = s.source();
-    }
-    out.replace('\n', " ")
 }

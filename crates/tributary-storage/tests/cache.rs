@@ -53,7 +53,10 @@ async fn entries_expire_after_their_ttl(cache: Cache) {
         .await
         .unwrap();
     cache.set("renewed", "b", None).await.unwrap();
-    assert_eq!(cache.get("short").await.unwrap().unwrap(), &b"gone soon"[..]);
+    assert_eq!(
+        cache.get("short").await.unwrap().unwrap(),
+        &b"gone soon"[..]
+    );
 
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(cache.get("short").await.unwrap(), None);

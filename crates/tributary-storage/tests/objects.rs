@@ -50,10 +50,16 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
 
 async fn put_get_list_delete(store: Objects) {
     // Proves: put/get round-trips bytes, overwrite replaces, list is by path prefix and sorted, delete is idempotent.
-    store.put("docs/a.json", Bytes::from_static(b"{\"a\":1}")).await.unwrap();
+    store
+        .put("docs/a.json", Bytes::from_static(b"{\"a\":1}"))
+        .await
+        .unwrap();
     store.put("docs/b.json", b"first".to_vec()).await.unwrap();
     store.put("docs/b.json", b"second".to_vec()).await.unwrap();
-    store.put("docs/sub/c.bin", vec![0u8, 1, 2, 255]).await.unwrap();
+    store
+        .put("docs/sub/c.bin", vec![0u8, 1, 2, 255])
+        .await
+        .unwrap();
     store.put("docsx/d.txt", "outside").await.unwrap();
 
     assert_eq!(store.get("docs/a.json").await.unwrap(), &b"{\"a\":1}"[..]);
@@ -95,11 +101,18 @@ async fn large_object_multipart(store: Objects) {
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
     let written = store
-        .put_stream("big/stream.bin", futures::stream::iter(chunks), Some(5 * MIB))
+        .put_stream(
+            "big/stream.bin",
+            futures::stream::iter(chunks),
+            Some(5 * MIB),
+        )
         .await
         .unwrap();
     assert_eq!(written, data.len() as u64);
-    assert_eq!(store.head("big/stream.bin").await.unwrap().size, data.len() as u64);
+    assert_eq!(
+        store.head("big/stream.bin").await.unwrap().size,
+        data.len() as u64
+    );
 
     let mut read = Vec::with_capacity(data.len());
     let mut stream = store.get_stream("big/stream.bin").await.unwrap();

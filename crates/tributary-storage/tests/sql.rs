@@ -25,7 +25,11 @@ fn config() -> SqlConfig {
 
 /// A fresh in-memory SQLite database.
 async fn sqlite() -> Option<Database> {
-    Some(Database::connect("sqlite::memory:", &config()).await.unwrap())
+    Some(
+        Database::connect("sqlite::memory:", &config())
+            .await
+            .unwrap(),
+    )
 }
 
 /// A fresh PostgreSQL database, or `None` outside the rig.
@@ -74,13 +78,13 @@ async fn insert_note(db: &Database, notebook: i64, body: &str) -> Result<(), sql
 
 async fn note_bodies(db: &Database, notebook: i64) -> Vec<String> {
     match db.kind() {
-        DatabaseKind::Postgres => sqlx::query_scalar(
-            "SELECT body FROM notes WHERE notebook_id = $1 ORDER BY id",
-        )
-        .bind(notebook)
-        .fetch_all(db.as_postgres().unwrap())
-        .await
-        .unwrap(),
+        DatabaseKind::Postgres => {
+            sqlx::query_scalar("SELECT body FROM notes WHERE notebook_id = $1 ORDER BY id")
+                .bind(notebook)
+                .fetch_all(db.as_postgres().unwrap())
+                .await
+                .unwrap()
+        }
         DatabaseKind::Sqlite => {
             sqlx::query_scalar("SELECT body FROM notes WHERE notebook_id = ? ORDER BY id")
                 .bind(notebook)

@@ -1,0 +1,352 @@
+//! Bus conformance: every scenario is written once, generic over the port,
+//! and run against both adapters — the embedded bus (always) and Kafka
+//! (the rig's broker, `TRIBUTARY_TEST_KAFKA`; required under CI).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tributary_bus::partitioner::partition_for_key;
+use tributary_bus::runner::{self, dlq_headers, Backoff, Handler, HandlerError, RunnerConfig};
+use tributary_bus::{connect, Bus, BusConfig, Consumer, ConsumerOptions, Message, Record};
+use tributary_testkit::unique;
+
+/// Where a scenario's bus lives; `open` can be called again to simulate a restart.
+enum Harness {
+    Embedded(tempfile::TempDir),
+    Kafka(String),
+}
+
+impl Harness {
+    fn url(&self) -> String {
+        match self {
+            Harness::Embedded(dir) => format!("sqlite://{}/bus.db", dir.path().display()),
+            Harness::Kafka(url) => url.clone(),
+        }
+    }
+
+    async fn open(&self) -> Bus {
+        connect(&self.url(), &BusConfig::default())
+            .await
+            .unwrap_or_else(|e| panic!("connect {}: {e}", self.url()))
+    }
+
+    /// How long to wait for group joins and deliveries on this backend.
+    fn patience(&self) -> Duration {
+        match self {
+            Harness::Embedded(_) => Duration::from_secs(10),
+            Harness::Kafka(_) => Duration::from_secs(90),
+        }
+    }
+}
+
+fn options() -> ConsumerOptions {
+    ConsumerOptions {
+        commit_interval: Duration::from_millis(200),
+        ..ConsumerOptions::default()
+    }
+}
+
+async fn topic(bus: &Bus, partitions: i32) -> String {
+    let name = unique("conf");
+    bus.create_topic(&name, partitions).await.expect("create topic");
+    name
+}
+
+async fn recv_n(c: &mut dyn Consumer, n: usize, patience: Duration) -> Vec<Message> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + patience;
+    while out.len() < n {
+        match tokio::time::timeout_at(deadline, c.recv()).await {
+            Ok(Ok(m)) => out.push(m),
+            Ok(Err(e)) => panic!("recv: {e}"),
+            Err(_) => panic!("only {} of {n} messages within {patience:?}", out.len()),
+        }
+    }
+    out
+}
+
+/// Nothing more arrives within `quiet`.
+async fn assert_quiet(c: &mut dyn Consumer, quiet: Duration) {
+    if let Ok(m) = tokio::time::timeout(quiet, c.recv()).await {
+        panic!("unexpected message: {m:?}");
+    }
+}
+
+async fn send_all(bus: &Bus, records: Vec<Record>) -> Vec<tributary_bus::Delivery> {
+    let futs: Vec<_> = records.into_iter().map(|r| bus.send(r)).collect();
+    futures::future::try_join_all(futs).await.expect("send")
+}
+
+// Proves create_topic is idempotent and the partition count is reported.
+async fn topics_are_idempotent(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 3).await;
+    bus.create_topic(&t, 3).await.expect("second create is a no-op");
+    assert_eq!(bus.partitions(&t).await.expect("partitions"), 3);
+    assert!(bus.partitions(&unique("missing")).await.is_err());
+    bus.ping().await.expect("ping");
+}
+
+// Proves records of one key stay on one partition, in send order, with headers intact.
+async fn ordering_per_key(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 3).await;
+    let mut records = Vec::new();
+    for seq in 0..50 {
+        for key in 0..6 {
+            records.push(
+                Record::new(&t, format!("key-{key}"), format!("{seq}"))
+                    .header("seq", seq.to_string()),
+            );
+        }
+    }
+    send_all(&bus, records).await;
+    let mut c = bus.subscribe(&unique("g"), &[t.clone()], options()).await.expect("subscribe");
+    let msgs = recv_n(&mut *c, 300, h.patience()).await;
+    let mut last: HashMap<Bytes, (i32, i64)> = HashMap::new();
+    for m in &msgs {
+        let key = m.key.clone().expect("key");
+        let seq: i64 = std::str::from_utf8(&m.value).expect("utf8").parse().expect("int");
+        assert_eq!(m.header("seq").map(|v| v.to_vec()), Some(seq.to_string().into_bytes()));
+        if let Some((p, prev)) = last.get(&key) {
+            assert_eq!(*p, m.partition, "key moved partition");
+            assert!(seq > *prev, "out of order for {key:?}: {seq} after {prev}");
+        }
+        last.insert(key, (m.partition, seq));
+    }
+    assert_eq!(last.len(), 6);
+    c.close().await.expect("close");
+}
+
+// Proves a key lands on murmur2(key) % partitions, the same number on every adapter.
+async fn partition_mapping_is_kafkas(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 4).await;
+    let keys: Vec<String> = (0..40).map(|i| format!("order-{i}")).collect();
+    let deliveries = send_all(
+        &bus,
+        keys.iter().map(|k| Record::new(&t, k.clone(), "v")).collect(),
+    )
+    .await;
+    for (k, d) in keys.iter().zip(&deliveries) {
+        assert_eq!(d.partition, partition_for_key(k.as_bytes(), 4), "key {k}");
+    }
+    let used: BTreeSet<i32> = deliveries.iter().map(|d| d.partition).collect();
+    assert!(used.len() > 1, "40 keys should spread over partitions");
+}
+
+// Proves committed offsets survive a restart of the consumer and of the bus handle.
+async fn offsets_survive_restart(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 1).await;
+    let group = unique("g");
+    send_all(&bus, (0..20).map(|i| Record::new(&t, "k", format!("{i}"))).collect()).await;
+    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+    let first = recv_n(&mut *c, 10, h.patience()).await;
+    for m in &first {
+        c.store(m).expect("store");
+    }
+    c.close().await.expect("close commits");
+    drop(bus);
+
+    let bus = h.open().await;
+    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe again");
+    let rest = recv_n(&mut *c, 10, h.patience()).await;
+    let values: Vec<String> = rest
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.value).into_owned())
+        .collect();
+    assert_eq!(values, (10..20).map(|i| i.to_string()).collect::<Vec<_>>());
+    c.close().await.expect("close");
+}
+
+// Proves a consumer that dies before storing/committing loses nothing: the group gets the messages again.
+async fn uncommitted_messages_are_redelivered(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 2).await;
+    let group = unique("g");
+    send_all(&bus, (0..10).map(|i| Record::new(&t, format!("k{i}"), format!("{i}"))).collect()).await;
+    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+    let got = recv_n(&mut *c, 10, h.patience()).await;
+    assert_eq!(got.len(), 10);
+    drop(c); // crash: no store, no commit
+
+    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe again");
+    let again = recv_n(&mut *c, 10, h.patience()).await;
+    let values: BTreeSet<Bytes> = again.iter().map(|m| m.value.clone()).collect();
+    assert_eq!(values.len(), 10, "every message redelivered");
+    c.close().await.expect("close");
+}
+
+// Proves two members of one group split the partitions between them and together see everything.
+async fn members_split_partitions(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 4).await;
+    let group = unique("g");
+    let stop = CancellationToken::new();
+    let seen: Arc<Mutex<BTreeMap<usize, BTreeSet<Bytes>>>> = Arc::default();
+    let assigned: Arc<Mutex<BTreeMap<usize, Vec<(String, i32)>>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for member in 0..2 {
+        let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+        let (stop, seen, assigned) = (stop.clone(), seen.clone(), assigned.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), c.recv()).await {
+                    let m = m.expect("recv");
+                    c.store(&m).expect("store");
+                    seen.lock().expect("lock").entry(member).or_default().insert(m.value.clone());
+                }
+                assigned.lock().expect("lock").insert(member, c.assignment());
+            }
+            c.close().await.expect("close");
+        }));
+    }
+    // Wait for a stable split, then publish.
+    let deadline = tokio::time::Instant::now() + h.patience();
+    loop {
+        let a = assigned.lock().expect("lock").clone();
+        let sets: Vec<BTreeSet<(String, i32)>> =
+            a.values().map(|v| v.iter().cloned().collect()).collect();
+        if sets.len() == 2
+            && sets.iter().all(|s| !s.is_empty())
+            && sets[0].is_disjoint(&sets[1])
+            && sets[0].len() + sets[1].len() == 4
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no split of 4 partitions: {a:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send_all(&bus, (0..40).map(|i| Record::new(&t, format!("k{i}"), format!("{i}"))).collect()).await;
+    let deadline = tokio::time::Instant::now() + h.patience();
+    loop {
+        let s = seen.lock().expect("lock").clone();
+        let all: BTreeSet<&Bytes> = s.values().flatten().collect();
+        if all.len() == 40 {
+            assert_eq!(s.len(), 2, "both members consumed: {:?}", s.keys());
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {} of 40 consumed", all.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    for t in tasks {
+        t.await.expect("member task");
+    }
+}
+
+/// Fails "flaky" twice with a retryable error, "poison" permanently, accepts the rest.
+#[derive(Default)]
+struct Picky {
+    attempts: Mutex<HashMap<String, u32>>,
+    handled: Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Picky {
+    async fn handle(&self, m: &Message) -> Result<(), HandlerError> {
+        let v = String::from_utf8_lossy(&m.value).into_owned();
+        let n = {
+            let mut a = self.attempts.lock().expect("lock");
+            let n = a.entry(v.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        match v.as_str() {
+            "poison" => Err(HandlerError::Permanent("cannot parse poison".into())),
+            "flaky" if n <= 2 => Err(HandlerError::Retryable("database busy".into())),
+            _ => {
+                self.handled.lock().expect("lock").push(v);
+                Ok(())
+            }
+        }
+    }
+}
+
+// Proves the runner retries retryable errors in place, dead-letters permanent ones with
+// origin headers, keeps going, and commits on shutdown so nothing is consumed twice.
+async fn retry_then_dead_letter(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 1).await;
+    let group = unique("g");
+    send_all(
+        &bus,
+        ["a", "flaky", "poison", "b"].iter().map(|v| Record::new(&t, "k", *v)).collect(),
+    )
+    .await;
+    let handler = Arc::new(Picky::default());
+    let shutdown = CancellationToken::new();
+    let mut cfg = RunnerConfig::new(group.clone(), &[t.as_str()]);
+    cfg.backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+        max_retries: None,
+    };
+    cfg.consumer = options();
+    let task = tokio::spawn(runner::run(bus.clone(), cfg, handler.clone(), shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + h.patience();
+    while handler.handled.lock().expect("lock").len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline, "runner did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    task.await.expect("join").expect("runner");
+    assert_eq!(*handler.handled.lock().expect("lock"), vec!["a", "flaky", "b"]);
+    assert_eq!(handler.attempts.lock().expect("lock")["flaky"], 3);
+
+    let dlq = format!("{t}{}", runner::DLQ_SUFFIX);
+    let mut c = bus.subscribe(&unique("dlq-reader"), &[dlq], options()).await.expect("subscribe dlq");
+    let dead = recv_n(&mut *c, 1, h.patience()).await;
+    let m = &dead[0];
+    assert_eq!(&m.value[..], b"poison");
+    assert_eq!(m.header(dlq_headers::TOPIC).map(|v| v.to_vec()), Some(t.clone().into_bytes()));
+    assert_eq!(m.header(dlq_headers::OFFSET).map(|v| v.to_vec()), Some(b"2".to_vec()));
+    let err = String::from_utf8_lossy(m.header(dlq_headers::ERROR).expect("error header")).into_owned();
+    assert!(err.contains("cannot parse poison"), "{err}");
+    c.close().await.expect("close");
+
+    // The group committed past everything: a new member gets nothing.
+    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+    let quiet = match h {
+        Harness::Embedded(_) => Duration::from_secs(1),
+        Harness::Kafka(_) => Duration::from_secs(15),
+    };
+    assert_quiet(&mut *c, quiet).await;
+    c.close().await.expect("close");
+}
+
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    super::$scenario(super::Harness::Embedded(tributary_testkit::temp_dir())).await;
+                }
+            )*
+        }
+        mod kafka {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(url) = tributary_testkit::backend(tributary_testkit::Backend::Kafka) else { return };
+                    super::$scenario(super::Harness::Kafka(url)).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    topics_are_idempotent,
+    ordering_per_key,
+    partition_mapping_is_kafkas,
+    offsets_survive_restart,
+    uncommitted_messages_are_redelivered,
+    members_split_partitions,
+    retry_then_dead_letter,
+);
