@@ -291,7 +291,11 @@ start_tansu() {
         t0=$(now)
         # A fresh database per start: tests make their own topic names anyway.
         rm -rf "$STATE_DIR/tansu"
-        pid=$(spawn tansu "$STATE_DIR/tansu" tansu broker \
+        # Its flags also read CLUSTER_ID, OTEL_EXPORTER_OTLP_ENDPOINT, ... from the environment:
+        # give the ones that matter explicitly and drop the rest.
+        pid=$(spawn tansu "$STATE_DIR/tansu" \
+            env -u OTEL_EXPORTER_OTLP_ENDPOINT -u SCHEMA_REGISTRY tansu broker \
+            --cluster-id tributary-test \
             --listener-url "tcp://$HOST:$KAFKA_PORT" \
             --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
             --storage-engine "sqlite://tansu.db")

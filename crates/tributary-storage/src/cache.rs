@@ -29,7 +29,7 @@ const PORT: &str = "cache";
 /// How to open a [`Cache`].
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
-    /// `redis://[user:pass@]host:port[/db]` (or `rediss://`) or `memory://`.
+    /// `redis://[user:pass@]host:port[/db]` or `memory://`.
     pub url: String,
     /// Prepended to every key (e.g. `docs:`); isolates users of one Redis.
     pub key_prefix: String,
@@ -140,7 +140,7 @@ impl Cache {
                     .build();
                 Backend::Memory(cache)
             }
-            Some("redis" | "rediss") => {
+            Some("redis") => {
                 let client = redis::Client::open(url).map_err(|e| Error::InvalidUrl {
                     port: PORT,
                     url: redacted.clone(),
@@ -163,7 +163,8 @@ impl Cache {
                 return Err(Error::UnsupportedScheme {
                     port: PORT,
                     url: redacted,
-                    expected: "redis://, rediss:// or memory://",
+                    expected:
+                        "redis:// or memory:// (rediss:// needs a TLS build of the redis crate)",
                 })
             }
         };

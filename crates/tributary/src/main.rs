@@ -1,1 +1,33 @@
-fn main() {}
+//! `tributary`: every Tributary service in one binary.
+//!
+//! `tributary up` runs them all in one process on embedded defaults;
+//! `tributary serve NAME` runs one against real backends; other subcommands
+//! are clients and tools. Thin: parse, build, run.
+
+mod bench;
+mod cli;
+mod context;
+mod run;
+mod services;
+mod settings;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run::main(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line per cause, outermost first: "what failed: why".
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The settings of a `tributary` process: one typed tree, loaded with the
+//! platform's precedence (defaults < TOML file < `TRIBUTARY__SECTION__KEY`).
+//!
+//! Every backend URL left empty means the embedded default under
+//! `data_dir`: `sqlite://DATA/tributary.db`, `sqlite://DATA/bus.db`,
+//! `file://DATA/objects`, `memory://`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tributary_bus::BusConfig;
+use tributary_platform::config::{AdminConfig, TelemetryConfig};
+
+/// Everything a process can be configured with.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where embedded backends keep their files.
+    pub data_dir: PathBuf,
+    /// Deployment environment shown on `/version` (e.g. `dev`, `prod`).
+    pub environment: String,
+    /// Admin server.
+    pub admin: AdminConfig,
+    /// Logs and traces.
+    pub telemetry: TelemetryConfig,
+    /// Event bus.
+    pub bus: BusConfig,
+    /// SQL database.
+    pub sql: SqlSettings,
+    /// Object store.
+    pub objects: ObjectsSettings,
+    /// Cache.
+    pub cache: CacheSettings,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: tributary_platform::config::default_data_dir(),
+            environment: "dev".into(),
+            admin: AdminConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            bus: BusConfig::default(),
+            sql: SqlSettings::default(),
+            objects: ObjectsSettings::default(),
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+/// SQL database settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlSettings {
+    /// `postgres://...` or `sqlite://PATH`; empty = `sqlite://DATA/tributary.db`.
+    pub url: String,
+    /// Pool size of this process.
+    pub max_connections: u32,
+    /// How long to wait for a connection, in seconds.
+    pub acquire_timeout_secs: u64,
+}
+
+impl Default for SqlSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 10,
+            acquire_timeout_secs: 5,
+        }
+    }
+}
+
+/// Object store settings.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectsSettings {
+    /// `s3://bucket/prefix` or `file://DIR`; empty = `file://DATA/objects`.
+    pub url: String,
+    /// S3 endpoint for S3-compatible servers (MinIO, SeaweedFS).
+    pub endpoint: Option<String>,
+    /// S3 region.
+    pub region: Option<String>,
+    /// S3 access key id.
+    pub access_key_id: Option<String>,
+    /// S3 secret (never printed).
+    pub secret_access_key: Option<String>,
+    /// Allow plain-HTTP endpoints.
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for ObjectsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectsSettings")
+            .field("url", &self.url)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
+}
+
+/// Cache settings.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSettings {
+    /// `redis://...` or `memory://`.
+    pub url: String,
+    /// Prefix of every key this process writes.
+    pub key_prefix: String,
+    /// In-process cache size limit, MiB.
+    pub memory_max_mb: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            url: "memory://".into(),
+            key_prefix: "tributary:".into(),
+            memory_max_mb: 64,
+        }
+    }
+}
+
+impl Settings {
+    /// The SQL URL in effect.
+    pub fn sql_url(&self) -> String {
+        non_empty(&self.sql.url).unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("tributary.db").display())
+        })
+    }
+
+    /// The bus URL in effect.
+    pub fn bus_url(&self) -> String {
+        non_empty(&self.bus.url)
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("bus.db").display()))
+    }
+
+    /// The object-store URL in effect.
+    pub fn objects_url(&self) -> String {
+        non_empty(&self.objects.url)
+            .unwrap_or_else(|| format!("file://{}", self.data_dir.join("objects").display()))
+    }
+
+    /// Storage-crate config of the SQL port.
+    pub fn sql_config(&self) -> tributary_storage::SqlConfig {
+        tributary_storage::SqlConfig {
+            max_connections: self.sql.max_connections,
+            acquire_timeout: Duration::from_secs(self.sql.acquire_timeout_secs),
+            ..tributary_storage::SqlConfig::default()
+        }
+    }
+
+    /// Storage-crate config of the object-store port.
+    pub fn objects_config(&self) -> tributary_storage::ObjectsConfig {
+        tributary_storage::ObjectsConfig {
+            url: self.objects_url(),
+            endpoint: self.objects.endpoint.clone(),
+            region: self.objects.region.clone(),
+            access_key_id: self.objects.access_key_id.clone(),
+            secret_access_key: self.objects.secret_access_key.clone(),
+            allow_http: self.objects.allow_http,
+        }
+    }
+
+    /// Storage-crate config of the cache port.
+    pub fn cache_config(&self) -> tributary_storage::CacheConfig {
+        tributary_storage::CacheConfig {
+            url: self.cache.url.clone(),
+            key_prefix: self.cache.key_prefix.clone(),
+            memory_max_bytes: self.cache.memory_max_mb * 1024 * 1024,
+            ..tributary_storage::CacheConfig::default()
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
