@@ -104,7 +104,7 @@ async fn ordering_per_key(h: Harness) {
         }
     }
     send_all(&bus, records).await;
-    let mut c = bus.subscribe(&unique("g"), &[t.clone()], options()).await.expect("subscribe");
+    let mut c = bus.subscribe(&unique("g"), std::slice::from_ref(&t), options()).await.expect("subscribe");
     let msgs = recv_n(&mut *c, 300, h.patience()).await;
     let mut last: HashMap<Bytes, (i32, i64)> = HashMap::new();
     for m in &msgs {
@@ -144,7 +144,7 @@ async fn offsets_survive_restart(h: Harness) {
     let t = topic(&bus, 1).await;
     let group = unique("g");
     send_all(&bus, (0..20).map(|i| Record::new(&t, "k", format!("{i}"))).collect()).await;
-    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
     let first = recv_n(&mut *c, 10, h.patience()).await;
     for m in &first {
         c.store(m).expect("store");
@@ -153,7 +153,7 @@ async fn offsets_survive_restart(h: Harness) {
     drop(bus);
 
     let bus = h.open().await;
-    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe again");
+    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe again");
     let rest = recv_n(&mut *c, 10, h.patience()).await;
     let values: Vec<String> = rest
         .iter()
@@ -169,17 +169,19 @@ async fn uncommitted_messages_are_redelivered(h: Harness) {
     let t = topic(&bus, 2).await;
     let group = unique("g");
     send_all(&bus, (0..10).map(|i| Record::new(&t, format!("k{i}"), format!("{i}"))).collect()).await;
-    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
     let got = recv_n(&mut *c, 10, h.patience()).await;
     assert_eq!(got.len(), 10);
     drop(c); // crash: no store, no commit
 
-    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe again");
+    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe again");
     let again = recv_n(&mut *c, 10, h.patience()).await;
     let values: BTreeSet<Bytes> = again.iter().map(|m| m.value.clone()).collect();
     assert_eq!(values.len(), 10, "every message redelivered");
     c.close().await.expect("close");
 }
+
+type Assignment = Vec<(String, i32)>;
 
 // Proves two members of one group split the partitions between them and together see everything.
 async fn members_split_partitions(h: Harness) {
@@ -188,10 +190,10 @@ async fn members_split_partitions(h: Harness) {
     let group = unique("g");
     let stop = CancellationToken::new();
     let seen: Arc<Mutex<BTreeMap<usize, BTreeSet<Bytes>>>> = Arc::default();
-    let assigned: Arc<Mutex<BTreeMap<usize, Vec<(String, i32)>>>> = Arc::default();
+    let assigned: Arc<Mutex<BTreeMap<usize, Assignment>>> = Arc::default();
     let mut tasks = Vec::new();
     for member in 0..2 {
-        let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+        let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
         let (stop, seen, assigned) = (stop.clone(), seen.clone(), assigned.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
@@ -310,7 +312,7 @@ async fn retry_then_dead_letter(h: Harness) {
     c.close().await.expect("close");
 
     // The group committed past everything: a new member gets nothing.
-    let mut c = bus.subscribe(&group, &[t.clone()], options()).await.expect("subscribe");
+    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
     let quiet = match h {
         Harness::Embedded(_) => Duration::from_secs(1),
         Harness::Kafka(_) => Duration::from_secs(15),

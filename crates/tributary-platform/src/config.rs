@@ -126,6 +126,7 @@ mod tests {
 
     // Proves the precedence: defaults < file < env, and unknown keys are rejected.
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's closure signature
     fn precedence_and_unknown_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

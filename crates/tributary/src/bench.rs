@@ -168,7 +168,7 @@ async fn raw_kafka(url: &str, args: &BusBenchArgs, value: &Bytes) -> anyhow::Res
     while n < args.messages {
         consumer.recv().await?;
         n += 1;
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             pb.set_position(n);
         }
     }
@@ -193,7 +193,7 @@ struct Count {
 impl Handler for Count {
     async fn handle(&self, _m: &Message) -> Result<(), HandlerError> {
         let n = self.seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             self.pb.set_position(n);
         }
         if n >= self.target {
