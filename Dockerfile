@@ -4,11 +4,8 @@
 # one process) or `tributary serve <service>` (one service per container).
 
 FROM rust:1.95-bookworm AS builder
-# rdkafka's bundled librdkafka builds with make + gcc and sqlx's SQLite with cc (all in this
-# image); protoc is here in case a build script asks for the system one.
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends protobuf-compiler \
-    && rm -rf /var/lib/apt/lists/*
+# Nothing to add: rdkafka's bundled librdkafka builds with make + gcc, sqlx's SQLite with cc,
+# and the .proto files compile with protox (pure Rust, no protoc).
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked --bin tributary \

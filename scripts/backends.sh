@@ -10,10 +10,14 @@
 #                                backend answers a real request, create the S3 bucket
 #   scripts/backends.sh env      print `export` lines for the tests (eval "$(scripts/backends.sh env)")
 #   scripts/backends.sh status   say which backend answers and which one this rig started
-#   scripts/backends.sh stop     stop what `start` started (by recorded PID); nothing else
+#   scripts/backends.sh stop [NAME...]
+#                                stop what `start` started (by recorded PID; NAME: tansu,
+#                                seaweedfs); nothing else
 #
 # A backend already listening on its port (a previous run, a developer's own) is reused and
-# never stopped. State (PIDs, logs, data) lives in ${TRIBUTARY_BACKENDS_DIR:-$PWD/.backends}.
+# never stopped. State (PIDs, logs, data) lives in ${TRIBUTARY_BACKENDS_DIR:-$PWD/.backends};
+# its file `started` names what the last `start` started itself, so a caller can stop just
+# that: scripts/backends.sh stop $(cat .backends/started)
 #
 # Environment:
 #   TRIBUTARY_BACKENDS_DIR           state directory (default: ./.backends)
@@ -276,6 +280,7 @@ spawn() {
         nohup "$@" >"$STATE_DIR/$name.log" 2>&1 </dev/null &
         echo $! >"$STATE_DIR/$name.pid"
     )
+    echo "$name" >>"$STATE_DIR/started"
     cat "$STATE_DIR/$name.pid"
 }
 
@@ -384,6 +389,7 @@ stop_one() {
 cmd_start() {
     mkdir -p "$STATE_DIR"
     STATE_DIR=$(cd "$STATE_DIR" && pwd)
+    : >"$STATE_DIR/started"
     ensure_postgres
     ensure_redis
     start_seaweedfs
@@ -392,8 +398,15 @@ cmd_start() {
 
 cmd_stop() {
     [[ -d "$STATE_DIR" ]] || return 0
-    stop_one tansu tansu
-    stop_one seaweedfs weed
+    local name
+    (($#)) || set -- tansu seaweedfs
+    for name in "$@"; do
+        case "$name" in
+        tansu) stop_one tansu tansu ;;
+        seaweedfs) stop_one seaweedfs weed ;;
+        *) die "stop: unknown backend $name (tansu, seaweedfs)" ;;
+        esac
+    done
 }
 
 cmd_env() {
@@ -423,7 +436,10 @@ cmd_status() {
 
 case "${1:-}" in
 start) cmd_start ;;
-stop) cmd_stop ;;
+stop)
+    shift
+    cmd_stop "$@"
+    ;;
 env) cmd_env ;;
 status) cmd_status ;;
 *)

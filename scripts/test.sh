@@ -94,11 +94,19 @@ ensure_nextest() {
 
 # --- steps -------------------------------------------------------------------------------
 
+# Backends that were already up (a developer's `scripts/backends.sh start`) stay up.
+export TRIBUTARY_BACKENDS_DIR="${TRIBUTARY_BACKENDS_DIR:-$ROOT/.backends}"
 BACKENDS_STARTED=false
 stop_backends() {
     if [[ $BACKENDS_STARTED == true ]]; then
         BACKENDS_STARTED=false
-        "$ROOT/scripts/backends.sh" stop || true
+        local started=()
+        if [[ -f "$TRIBUTARY_BACKENDS_DIR/started" ]]; then
+            mapfile -t started <"$TRIBUTARY_BACKENDS_DIR/started"
+        fi
+        if ((${#started[@]})); then
+            "$ROOT/scripts/backends.sh" stop "${started[@]}" || true
+        fi
     fi
 }
 trap stop_backends EXIT
@@ -134,7 +142,39 @@ deploy_check() {
     if command -v shellcheck >/dev/null; then
         if shellcheck scripts/*.sh .ci/run; then echo "scripts: shellcheck clean"; else rc=1; fi
     fi
+    if command -v docker-compose >/dev/null; then
+        compose_settings_check || rc=1
+    fi
     return "$rc"
+}
+
+# The settings deploy/compose.yaml gives the tributary service must load: the binary rejects
+# unknown TRIBUTARY__ keys and bad values at start, and `tributary config` loads them the same way.
+compose_settings_check() {
+    local py vars=()
+    for py in /usr/bin/python3 python3; do
+        "$py" -c 'import yaml' 2>/dev/null && break
+        py=""
+    done
+    if [[ -z "$py" ]]; then
+        echo "test.sh: no python3 with PyYAML to read deploy/compose.yaml" >&2
+        return 1
+    fi
+    cargo build --locked --quiet --bin tributary || return 1
+    mapfile -t vars < <(docker-compose -f deploy/compose.yaml config | "$py" -c '
+import sys, yaml
+env = yaml.safe_load(sys.stdin)["services"]["tributary"]["environment"]
+print("\n".join(f"{k}={v}" for k, v in env.items()))')
+    ((${#vars[@]})) || return 1
+    # In an empty directory with only those variables, as in the container.
+    local dir ok=0
+    dir=$(mktemp -d)
+    (cd "$dir" && env -i PATH="$PATH" "${vars[@]}" "$CARGO_TARGET_DIR/debug/tributary" config >/dev/null) || ok=1
+    rm -rf "$dir"
+    if ((ok == 0)); then
+        echo "deploy/compose.yaml: tributary accepts its ${#vars[@]} TRIBUTARY__ settings"
+    fi
+    return "$ok"
 }
 
 nextest() {
@@ -153,7 +193,9 @@ echo "test.sh: $(if [[ $QUICK == true ]]; then echo quick; else echo full; fi) r
 
 if [[ $QUICK == true ]]; then
     # Only embedded adapters: forget any backend a developer's shell points at.
-    unset TRIBUTARY_TEST_KAFKA TRIBUTARY_TEST_POSTGRES TRIBUTARY_TEST_S3 TRIBUTARY_TEST_REDIS
+    unset TRIBUTARY_TEST_KAFKA TRIBUTARY_TEST_POSTGRES TRIBUTARY_TEST_S3 TRIBUTARY_TEST_REDIS \
+        TRIBUTARY_TEST_S3_BUCKET TRIBUTARY_TEST_S3_ACCESS_KEY_ID TRIBUTARY_TEST_S3_SECRET_ACCESS_KEY \
+        TRIBUTARY_TEST_S3_REGION
 else
     step backends start_backends
     if ((${#FAILED[@]})); then

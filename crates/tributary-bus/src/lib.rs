@@ -30,7 +30,7 @@ pub use record::{Delivery, Header, Message, Record};
 pub type Bus = Arc<dyn EventBus>;
 
 /// Settings of the bus port.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, Default, PartialEq)]
+#[derive(Clone, serde::Serialize, serde::Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BusConfig {
     /// `kafka://host:port,...` or `sqlite://PATH`; empty means the embedded bus
@@ -38,6 +38,15 @@ pub struct BusConfig {
     pub url: String,
     /// Kafka adapter settings.
     pub kafka: kafka::KafkaConfig,
+}
+
+impl std::fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BusConfig")
+            .field("url", &tributary_platform::url::redact(&self.url))
+            .field("kafka", &self.kafka)
+            .finish()
+    }
 }
 
 /// Opens the bus `url` names and checks that it answers.

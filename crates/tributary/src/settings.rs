@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tributary_bus::BusConfig;
 use tributary_platform::config::{AdminConfig, TelemetryConfig};
+use tributary_platform::url::redact;
 
 /// Everything a process can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,7 +51,7 @@ impl Default for Settings {
 }
 
 /// SQL database settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SqlSettings {
     /// `postgres://...` or `sqlite://PATH`; empty = `sqlite://DATA/tributary.db`.
@@ -59,6 +60,16 @@ pub struct SqlSettings {
     pub max_connections: u32,
     /// How long to wait for a connection, in seconds.
     pub acquire_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for SqlSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlSettings")
+            .field("url", &redact(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout_secs", &self.acquire_timeout_secs)
+            .finish()
+    }
 }
 
 impl Default for SqlSettings {
@@ -92,8 +103,8 @@ pub struct ObjectsSettings {
 impl std::fmt::Debug for ObjectsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObjectsSettings")
-            .field("url", &self.url)
-            .field("endpoint", &self.endpoint)
+            .field("url", &redact(&self.url))
+            .field("endpoint", &self.endpoint.as_deref().map(redact))
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
@@ -103,7 +114,7 @@ impl std::fmt::Debug for ObjectsSettings {
 }
 
 /// Cache settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
     /// `redis://...` or `memory://`.
@@ -112,6 +123,16 @@ pub struct CacheSettings {
     pub key_prefix: String,
     /// In-process cache size limit, MiB.
     pub memory_max_mb: u64,
+}
+
+impl std::fmt::Debug for CacheSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheSettings")
+            .field("url", &redact(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("memory_max_mb", &self.memory_max_mb)
+            .finish()
+    }
 }
 
 impl Default for CacheSettings {
@@ -179,4 +200,33 @@ impl Settings {
 fn non_empty(s: &str) -> Option<String> {
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves `tributary config` output (Debug) never shows passwords or secrets.
+    #[test]
+    fn debug_masks_secrets() {
+        let mut s = Settings::default();
+        s.sql.url = "postgres://app:hunter2@db/x".into();
+        s.cache.url = "redis://:hunter2@cache:6379".into();
+        s.bus.url = "kafka://u:hunter2@k:9092".into();
+        s.objects.secret_access_key = Some("hunter2".into());
+        let text = format!("{s:#?}");
+        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    // Proves empty URLs fall back to embedded backends under the data directory.
+    #[test]
+    fn embedded_defaults_follow_data_dir() {
+        let s = Settings {
+            data_dir: "/srv/t".into(),
+            ..Settings::default()
+        };
+        assert_eq!(s.sql_url(), "sqlite:///srv/t/tributary.db");
+        assert_eq!(s.bus_url(), "sqlite:///srv/t/bus.db");
+        assert_eq!(s.objects_url(), "file:///srv/t/objects");
+    }
 }

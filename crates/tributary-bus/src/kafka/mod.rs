@@ -27,7 +27,7 @@ use crate::record::{Delivery, Message, Record};
 use crate::{Error, Result};
 
 /// Settings of the Kafka adapter.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[derive(Clone, serde::Serialize, serde::Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Replication factor of topics this adapter creates (use 3 on a real cluster).
@@ -40,6 +40,26 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`).
     pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: BTreeMap<&str, &str> = self
+            .options
+            .iter()
+            .map(|(k, v)| {
+                let secret = k.contains("password") || k.contains("secret") || k.contains("key");
+                (k.as_str(), if secret { "***" } else { v.as_str() })
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("replication_factor", &self.replication_factor)
+            .field("idempotence", &self.idempotence)
+            .field("delivery_timeout_ms", &self.delivery_timeout_ms)
+            .field("linger_ms", &self.linger_ms)
+            .field("options", &options)
+            .finish()
+    }
 }
 
 impl Default for KafkaConfig {
