@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -79,8 +81,8 @@ pub struct KafkaBus {
     brokers: String,
     safe_url: String,
     config: KafkaConfig,
-    producer: FutureProducer,
-    admin: Arc<AdminClient<DefaultClientContext>>,
+    producer: FutureProducer<QuietContext>,
+    admin: Arc<AdminClient<QuietContext>>,
 }
 
 /// Parses `kafka://host:port,host:port` into librdkafka's `bootstrap.servers`.
@@ -133,8 +135,9 @@ impl KafkaBus {
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
             .set("queue.buffering.max.messages", "1000000");
-        let producer: FutureProducer = pc.create()?;
-        let admin: AdminClient<DefaultClientContext> = base_config(&brokers, config).create()?;
+        let producer: FutureProducer<QuietContext> = pc.create_with_context(QuietContext::default())?;
+        let admin: AdminClient<QuietContext> =
+            base_config(&brokers, config).create_with_context(QuietContext::default())?;
         let bus = Self {
             brokers,
             safe_url,
@@ -150,7 +153,7 @@ impl KafkaBus {
     }
 
     /// The underlying producer (for benchmarks comparing against raw rdkafka).
-    pub fn raw_producer(&self) -> &FutureProducer {
+    pub fn raw_producer(&self) -> &FutureProducer<QuietContext> {
         &self.producer
     }
 
@@ -308,7 +311,7 @@ impl EventBus for KafkaBus {
         for (k, v) in &self.config.options {
             cc.set(k, v);
         }
-        let consumer: StreamConsumer = cc.create()?;
+        let consumer: StreamConsumer<QuietContext> = cc.create_with_context(QuietContext::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
         Ok(Box::new(KafkaConsumer {
@@ -326,8 +329,55 @@ impl EventBus for KafkaBus {
 }
 
 struct KafkaConsumer {
-    inner: Arc<StreamConsumer>,
+    inner: Arc<StreamConsumer<QuietContext>>,
 }
+
+/// Client context that turns librdkafka's repeated connection errors into
+/// one warning per distinct error per 30 s (librdkafka retries by itself;
+/// readiness shows the outage), instead of an error line every 50 ms.
+#[derive(Default)]
+pub struct QuietContext {
+    last: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl QuietContext {
+    fn first_in_a_while(&self, key: &str) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = std::time::Instant::now();
+        match last.get(key) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(30) => false,
+            _ => {
+                last.insert(key.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => {
+                if self.first_in_a_while(fac) {
+                    tracing::warn!(facility = fac, "librdkafka: {log_message}");
+                }
+            }
+            _ => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        if self.first_in_a_while(&error.to_string()) {
+            tracing::warn!(error = %error, "kafka client: {reason} (retrying; repeats muted for 30 s)");
+        }
+    }
+}
+
+impl ConsumerContext for QuietContext {}
 
 fn is_no_offset(e: &KafkaError) -> bool {
     matches!(
