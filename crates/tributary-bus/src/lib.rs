@@ -19,6 +19,7 @@ pub mod partitioner;
 mod port;
 mod record;
 pub mod runner;
+pub mod unreliable;
 
 use std::sync::Arc;
 
@@ -58,7 +59,9 @@ impl std::fmt::Debug for BusConfig {
 pub async fn connect(url: &str, config: &BusConfig) -> Result<Bus> {
     let safe = tributary_platform::url::redact(url);
     match tributary_platform::url::scheme(url).as_deref() {
-        Some("kafka") => Ok(Arc::new(kafka::KafkaBus::connect(url, &config.kafka).await?)),
+        Some("kafka") => Ok(Arc::new(
+            kafka::KafkaBus::connect(url, &config.kafka).await?,
+        )),
         Some("sqlite") => Ok(Arc::new(embedded::EmbeddedBus::open(url).await?)),
         Some(other) => Err(Error::InvalidUrl {
             url: safe,

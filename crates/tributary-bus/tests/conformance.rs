@@ -51,7 +51,9 @@ fn options() -> ConsumerOptions {
 
 async fn topic(bus: &Bus, partitions: i32) -> String {
     let name = unique("conf");
-    bus.create_topic(&name, partitions).await.expect("create topic");
+    bus.create_topic(&name, partitions)
+        .await
+        .expect("create topic");
     name
 }
 
@@ -84,7 +86,9 @@ async fn send_all(bus: &Bus, records: Vec<Record>) -> Vec<tributary_bus::Deliver
 async fn topics_are_idempotent(h: Harness) {
     let bus = h.open().await;
     let t = topic(&bus, 3).await;
-    bus.create_topic(&t, 3).await.expect("second create is a no-op");
+    bus.create_topic(&t, 3)
+        .await
+        .expect("second create is a no-op");
     assert_eq!(bus.partitions(&t).await.expect("partitions"), 3);
     assert!(bus.partitions(&unique("missing")).await.is_err());
     bus.ping().await.expect("ping");
@@ -104,13 +108,22 @@ async fn ordering_per_key(h: Harness) {
         }
     }
     send_all(&bus, records).await;
-    let mut c = bus.subscribe(&unique("g"), std::slice::from_ref(&t), options()).await.expect("subscribe");
+    let mut c = bus
+        .subscribe(&unique("g"), std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
     let msgs = recv_n(&mut *c, 300, h.patience()).await;
     let mut last: HashMap<Bytes, (i32, i64)> = HashMap::new();
     for m in &msgs {
         let key = m.key.clone().expect("key");
-        let seq: i64 = std::str::from_utf8(&m.value).expect("utf8").parse().expect("int");
-        assert_eq!(m.header("seq").map(|v| v.to_vec()), Some(seq.to_string().into_bytes()));
+        let seq: i64 = std::str::from_utf8(&m.value)
+            .expect("utf8")
+            .parse()
+            .expect("int");
+        assert_eq!(
+            m.header("seq").map(|v| v.to_vec()),
+            Some(seq.to_string().into_bytes())
+        );
         if let Some((p, prev)) = last.get(&key) {
             assert_eq!(*p, m.partition, "key moved partition");
             assert!(seq > *prev, "out of order for {key:?}: {seq} after {prev}");
@@ -128,7 +141,9 @@ async fn partition_mapping_is_kafkas(h: Harness) {
     let keys: Vec<String> = (0..40).map(|i| format!("order-{i}")).collect();
     let deliveries = send_all(
         &bus,
-        keys.iter().map(|k| Record::new(&t, k.clone(), "v")).collect(),
+        keys.iter()
+            .map(|k| Record::new(&t, k.clone(), "v"))
+            .collect(),
     )
     .await;
     for (k, d) in keys.iter().zip(&deliveries) {
@@ -143,8 +158,17 @@ async fn offsets_survive_restart(h: Harness) {
     let bus = h.open().await;
     let t = topic(&bus, 1).await;
     let group = unique("g");
-    send_all(&bus, (0..20).map(|i| Record::new(&t, "k", format!("{i}"))).collect()).await;
-    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
+    send_all(
+        &bus,
+        (0..20)
+            .map(|i| Record::new(&t, "k", format!("{i}")))
+            .collect(),
+    )
+    .await;
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
     let first = recv_n(&mut *c, 10, h.patience()).await;
     for m in &first {
         c.store(m).expect("store");
@@ -153,7 +177,10 @@ async fn offsets_survive_restart(h: Harness) {
     drop(bus);
 
     let bus = h.open().await;
-    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe again");
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe again");
     let rest = recv_n(&mut *c, 10, h.patience()).await;
     let values: Vec<String> = rest
         .iter()
@@ -168,13 +195,25 @@ async fn uncommitted_messages_are_redelivered(h: Harness) {
     let bus = h.open().await;
     let t = topic(&bus, 2).await;
     let group = unique("g");
-    send_all(&bus, (0..10).map(|i| Record::new(&t, format!("k{i}"), format!("{i}"))).collect()).await;
-    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
+    send_all(
+        &bus,
+        (0..10)
+            .map(|i| Record::new(&t, format!("k{i}"), format!("{i}")))
+            .collect(),
+    )
+    .await;
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
     let got = recv_n(&mut *c, 10, h.patience()).await;
     assert_eq!(got.len(), 10);
     drop(c); // crash: no store, no commit
 
-    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe again");
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe again");
     let again = recv_n(&mut *c, 10, h.patience()).await;
     let values: BTreeSet<Bytes> = again.iter().map(|m| m.value.clone()).collect();
     assert_eq!(values.len(), 10, "every message redelivered");
@@ -193,16 +232,26 @@ async fn members_split_partitions(h: Harness) {
     let assigned: Arc<Mutex<BTreeMap<usize, Assignment>>> = Arc::default();
     let mut tasks = Vec::new();
     for member in 0..2 {
-        let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
+        let mut c = bus
+            .subscribe(&group, std::slice::from_ref(&t), options())
+            .await
+            .expect("subscribe");
         let (stop, seen, assigned) = (stop.clone(), seen.clone(), assigned.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.is_cancelled() {
                 if let Ok(m) = tokio::time::timeout(Duration::from_millis(200), c.recv()).await {
                     let m = m.expect("recv");
                     c.store(&m).expect("store");
-                    seen.lock().expect("lock").entry(member).or_default().insert(m.value.clone());
+                    seen.lock()
+                        .expect("lock")
+                        .entry(member)
+                        .or_default()
+                        .insert(m.value.clone());
                 }
-                assigned.lock().expect("lock").insert(member, c.assignment());
+                assigned
+                    .lock()
+                    .expect("lock")
+                    .insert(member, c.assignment());
             }
             c.close().await.expect("close");
         }));
@@ -220,10 +269,19 @@ async fn members_split_partitions(h: Harness) {
         {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no split of 4 partitions: {a:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no split of 4 partitions: {a:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    send_all(&bus, (0..40).map(|i| Record::new(&t, format!("k{i}"), format!("{i}"))).collect()).await;
+    send_all(
+        &bus,
+        (0..40)
+            .map(|i| Record::new(&t, format!("k{i}"), format!("{i}")))
+            .collect(),
+    )
+    .await;
     let deadline = tokio::time::Instant::now() + h.patience();
     loop {
         let s = seen.lock().expect("lock").clone();
@@ -232,7 +290,11 @@ async fn members_split_partitions(h: Harness) {
             assert_eq!(s.len(), 2, "both members consumed: {:?}", s.keys());
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "only {} of 40 consumed", all.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 40 consumed",
+            all.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     stop.cancel();
@@ -277,7 +339,10 @@ async fn retry_then_dead_letter(h: Harness) {
     let group = unique("g");
     send_all(
         &bus,
-        ["a", "flaky", "poison", "b"].iter().map(|v| Record::new(&t, "k", *v)).collect(),
+        ["a", "flaky", "poison", "b"]
+            .iter()
+            .map(|v| Record::new(&t, "k", *v))
+            .collect(),
     )
     .await;
     let handler = Arc::new(Picky::default());
@@ -289,30 +354,54 @@ async fn retry_then_dead_letter(h: Harness) {
         max_retries: None,
     };
     cfg.consumer = options();
-    let task = tokio::spawn(runner::run(bus.clone(), cfg, handler.clone(), shutdown.clone()));
+    let task = tokio::spawn(runner::run(
+        bus.clone(),
+        cfg,
+        handler.clone(),
+        shutdown.clone(),
+    ));
     let deadline = tokio::time::Instant::now() + h.patience();
     while handler.handled.lock().expect("lock").len() < 3 {
-        assert!(tokio::time::Instant::now() < deadline, "runner did not finish");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "runner did not finish"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     shutdown.cancel();
     task.await.expect("join").expect("runner");
-    assert_eq!(*handler.handled.lock().expect("lock"), vec!["a", "flaky", "b"]);
+    assert_eq!(
+        *handler.handled.lock().expect("lock"),
+        vec!["a", "flaky", "b"]
+    );
     assert_eq!(handler.attempts.lock().expect("lock")["flaky"], 3);
 
     let dlq = format!("{t}{}", runner::DLQ_SUFFIX);
-    let mut c = bus.subscribe(&unique("dlq-reader"), &[dlq], options()).await.expect("subscribe dlq");
+    let mut c = bus
+        .subscribe(&unique("dlq-reader"), &[dlq], options())
+        .await
+        .expect("subscribe dlq");
     let dead = recv_n(&mut *c, 1, h.patience()).await;
     let m = &dead[0];
     assert_eq!(&m.value[..], b"poison");
-    assert_eq!(m.header(dlq_headers::TOPIC).map(|v| v.to_vec()), Some(t.clone().into_bytes()));
-    assert_eq!(m.header(dlq_headers::OFFSET).map(|v| v.to_vec()), Some(b"2".to_vec()));
-    let err = String::from_utf8_lossy(m.header(dlq_headers::ERROR).expect("error header")).into_owned();
+    assert_eq!(
+        m.header(dlq_headers::TOPIC).map(|v| v.to_vec()),
+        Some(t.clone().into_bytes())
+    );
+    assert_eq!(
+        m.header(dlq_headers::OFFSET).map(|v| v.to_vec()),
+        Some(b"2".to_vec())
+    );
+    let err =
+        String::from_utf8_lossy(m.header(dlq_headers::ERROR).expect("error header")).into_owned();
     assert!(err.contains("cannot parse poison"), "{err}");
     c.close().await.expect("close");
 
     // The group committed past everything: a new member gets nothing.
-    let mut c = bus.subscribe(&group, std::slice::from_ref(&t), options()).await.expect("subscribe");
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
     let quiet = match h {
         Harness::Embedded(_) => Duration::from_secs(1),
         Harness::Kafka(_) => Duration::from_secs(15),
@@ -352,3 +441,41 @@ conformance!(
     members_split_partitions,
     retry_then_dead_letter,
 );
+
+mod outage {
+    use super::*;
+    use tributary_bus::unreliable::Unreliable;
+
+    // Proves that while the bus is away sends and pings fail (readiness goes red), and that
+    // after it returns a sender that retried loses nothing and the consumer gets everything.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn outage_then_recovery_loses_nothing() {
+        let dir = tributary_testkit::temp_dir();
+        let h = Harness::Embedded(dir);
+        let (bus, outage) = Unreliable::wrap(h.open().await);
+        let t = topic(&bus, 2).await;
+        let mut c = bus
+            .subscribe(&unique("g"), std::slice::from_ref(&t), options())
+            .await
+            .expect("subscribe");
+        outage.set_down(true);
+        assert!(bus.ping().await.is_err());
+        let mut pending: Vec<Record> = (0..20)
+            .map(|i| Record::new(&t, format!("k{i}"), format!("{i}")))
+            .collect();
+        for r in &pending {
+            assert!(
+                bus.send(r.clone()).await.is_err(),
+                "send must fail while down"
+            );
+        }
+        outage.set_down(false);
+        bus.ping().await.expect("ping after recovery");
+        let sent = send_all(&bus, std::mem::take(&mut pending)).await;
+        assert_eq!(sent.len(), 20);
+        let got = recv_n(&mut *c, 20, h.patience()).await;
+        let values: BTreeSet<Bytes> = got.iter().map(|m| m.value.clone()).collect();
+        assert_eq!(values.len(), 20);
+        c.close().await.expect("close");
+    }
+}

@@ -65,11 +65,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
 
 async fn metrics_text() -> Response {
     let body = crate::telemetry::prometheus().render();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
 async fn version_handler(State(st): State<AdminState>) -> Json<VersionInfo> {
@@ -88,7 +84,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot bind admin server on {listen}: {e}"))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind admin server on {listen}: {e}"),
+        )
     })?;
     let addr = listener.local_addr()?;
     let app = router(readiness, version);

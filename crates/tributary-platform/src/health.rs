@@ -57,8 +57,16 @@ impl Readiness {
         let futs = checks.into_iter().map(|c| async move {
             let name = c.name();
             match tokio::time::timeout(timeout, c.check()).await {
-                Ok(Ok(())) => CheckResult { name, ok: true, error: None },
-                Ok(Err(e)) => CheckResult { name, ok: false, error: Some(e) },
+                Ok(Ok(())) => CheckResult {
+                    name,
+                    ok: true,
+                    error: None,
+                },
+                Ok(Err(e)) => CheckResult {
+                    name,
+                    ok: false,
+                    error: Some(e),
+                },
                 Err(_) => CheckResult {
                     name,
                     ok: false,

@@ -69,7 +69,9 @@ pub async fn bus(args: BusBenchArgs) -> anyhow::Result<()> {
     );
     let mut results = Vec::new();
     if let Some(url) = &args.kafka {
-        let raw = raw_kafka(url, &args, &value).await.context("raw rdkafka bench")?;
+        let raw = raw_kafka(url, &args, &value)
+            .await
+            .context("raw rdkafka bench")?;
         raw.print();
         let bus = tributary_bus::connect(url, &BusConfig::default()).await?;
         let ours = through_port("b) Kafka adapter + runner", bus, &args, &value).await?;
@@ -92,12 +94,20 @@ pub async fn bus(args: BusBenchArgs) -> anyhow::Result<()> {
         }
     };
     std::fs::create_dir_all(&dir)?;
-    let url = format!("sqlite://{}/bench-bus-{}.db", dir.display(), std::process::id());
+    let url = format!(
+        "sqlite://{}/bench-bus-{}.db",
+        dir.display(),
+        std::process::id()
+    );
     let bus = tributary_bus::connect(&url, &BusConfig::default()).await?;
     let emb = through_port("c) embedded bus (SQLite, WAL)", bus, &args, &value).await?;
     emb.print();
     for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}/bench-bus-{}.db{suffix}", dir.display(), std::process::id()));
+        let _ = std::fs::remove_file(format!(
+            "{}/bench-bus-{}.db{suffix}",
+            dir.display(),
+            std::process::id()
+        ));
     }
     Ok(())
 }
@@ -136,7 +146,8 @@ async fn raw_kafka(url: &str, args: &BusBenchArgs, value: &Bytes) -> anyhow::Res
     let mut inflight = FuturesUnordered::new();
     for i in 0..args.messages {
         let k = key(i);
-        let rec: FutureRecord<'_, str, [u8]> = FutureRecord::to(&topic).key(k.as_str()).payload(&value[..]);
+        let rec: FutureRecord<'_, str, [u8]> =
+            FutureRecord::to(&topic).key(k.as_str()).payload(&value[..]);
         let fut = producer
             .send_result(rec)
             .map_err(|(e, _)| anyhow::anyhow!("enqueue: {e}"))?;
@@ -204,7 +215,12 @@ impl Handler for Count {
 }
 
 /// (b)/(c): the port's `send` with the same window, then the runner.
-async fn through_port(name: &'static str, bus: Bus, args: &BusBenchArgs, value: &Bytes) -> anyhow::Result<Figures> {
+async fn through_port(
+    name: &'static str,
+    bus: Bus,
+    args: &BusBenchArgs,
+    value: &Bytes,
+) -> anyhow::Result<Figures> {
     let topic = unique("bench-port");
     bus.create_topic(&topic, args.partitions).await?;
     let pb = bar(args.messages, &format!("{} produce", &name[..2]));

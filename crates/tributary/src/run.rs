@@ -42,7 +42,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 bail!(
                     "unknown service {:?}; known services: {}",
                     args.service,
-                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
                 );
             };
             serve(settings, vec![svc], false).await
@@ -56,7 +60,11 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
 
 /// Starts telemetry, the backends (all of them for `up`), the admin server
 /// and `services`; returns after shutdown once every service has drained.
-async fn serve(settings: Settings, services: Vec<Arc<dyn Service>>, all_backends: bool) -> anyhow::Result<()> {
+async fn serve(
+    settings: Settings,
+    services: Vec<Arc<dyn Service>>,
+    all_backends: bool,
+) -> anyhow::Result<()> {
     let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
     let _ = telemetry::prometheus();
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);

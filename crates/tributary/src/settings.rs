@@ -107,7 +107,10 @@ impl std::fmt::Debug for ObjectsSettings {
             .field("endpoint", &self.endpoint.as_deref().map(redact))
             .field("region", &self.region)
             .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "***"))
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
             .field("allow_http", &self.allow_http)
             .finish()
     }
@@ -148,9 +151,8 @@ impl Default for CacheSettings {
 impl Settings {
     /// The SQL URL in effect.
     pub fn sql_url(&self) -> String {
-        non_empty(&self.sql.url).unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("tributary.db").display())
-        })
+        non_empty(&self.sql.url)
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("tributary.db").display()))
     }
 
     /// The bus URL in effect.

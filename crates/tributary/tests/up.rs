@@ -68,7 +68,10 @@ fn up_becomes_ready_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(100));
     };
     for check in ["sql", "bus", "objects", "cache"] {
-        assert!(ready.contains(check), "{check} missing from /readyz: {ready}");
+        assert!(
+            ready.contains(check),
+            "{check} missing from /readyz: {ready}"
+        );
     }
     assert_eq!(get(addr, "/livez").map(|r| r.0), Some(200));
     let (status, metrics) = get(addr, "/metrics").expect("/metrics");
@@ -86,7 +89,10 @@ fn up_becomes_ready_and_stops_on_sigterm() {
             assert!(st.success(), "exit status after SIGTERM: {st}");
             break;
         }
-        assert!(Instant::now() < deadline, "did not stop within 20 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "did not stop within 20 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(dir.path().join("data/bus.db").exists());
@@ -98,7 +104,10 @@ fn fails_with(envs: &[(&str, &str)]) -> String {
     let mut cmd = tributary();
     cmd.args(["up", "--data-dir"])
         .arg(dir.path())
-        .env("TRIBUTARY__ADMIN__LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "TRIBUTARY__ADMIN__LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("TRIBUTARY__SQL__ACQUIRE_TIMEOUT_SECS", "1");
     for (k, v) in envs {
         cmd.env(k, v);
@@ -111,7 +120,10 @@ fn fails_with(envs: &[(&str, &str)]) -> String {
 // Proves an unreachable PostgreSQL URL fails fast with one line naming it, password masked.
 #[test]
 fn unreachable_backend_is_named_without_password() {
-    let err = fails_with(&[("TRIBUTARY__SQL__URL", "postgres://app:hunter2@127.0.0.1:1/x")]);
+    let err = fails_with(&[(
+        "TRIBUTARY__SQL__URL",
+        "postgres://app:hunter2@127.0.0.1:1/x",
+    )]);
     assert!(err.contains("127.0.0.1:1"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
     assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
@@ -121,7 +133,10 @@ fn unreachable_backend_is_named_without_password() {
 #[test]
 fn malformed_configuration_is_named() {
     let err = fails_with(&[("TRIBUTARY__BUS__URL", "amqp://broker")]);
-    assert!(err.contains("amqp://broker") && err.contains("kafka://"), "{err}");
+    assert!(
+        err.contains("amqp://broker") && err.contains("kafka://"),
+        "{err}"
+    );
     let err = fails_with(&[("TRIBUTARY__SQL__ULR", "x")]);
     assert!(err.contains("ulr"), "{err}");
 }

@@ -37,7 +37,12 @@ pub(crate) struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
-    pub(crate) fn new(shared: Arc<Shared>, group: String, member: u64, options: ConsumerOptions) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        group: String,
+        member: u64,
+        options: ConsumerOptions,
+    ) -> Self {
         let log_rx = shared.log_version.subscribe();
         let group_rx = shared.group_version.subscribe();
         Self {
@@ -118,8 +123,13 @@ impl EmbeddedConsumer {
         for i in 0..n {
             let idx = (self.cursor + i) % n;
             let (topic, partition) = self.assigned[idx].clone();
-            let from = self.positions.get(&(topic.clone(), partition)).copied().unwrap_or(0);
-            let msgs = store::fetch(&self.shared.pool, &topic, partition, from, FETCH_LIMIT).await?;
+            let from = self
+                .positions
+                .get(&(topic.clone(), partition))
+                .copied()
+                .unwrap_or(0);
+            let msgs =
+                store::fetch(&self.shared.pool, &topic, partition, from, FETCH_LIMIT).await?;
             if let Some(last) = msgs.last() {
                 self.positions.insert((topic, partition), last.offset + 1);
                 self.buffer.extend(msgs);

@@ -70,7 +70,10 @@ impl Shared {
 
     fn join(&self, group: &str, topics: &[String]) -> u64 {
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
-        let mut groups = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let g = groups.entry(group.to_string()).or_default();
         g.members.insert(id, topics.to_vec());
         g.generation += 1;
@@ -79,7 +82,10 @@ impl Shared {
     }
 
     pub(crate) fn leave(&self, group: &str, member: u64) {
-        let mut groups = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(g) = groups.get_mut(group) {
             if g.members.remove(&member).is_some() {
                 g.generation += 1;
@@ -92,7 +98,10 @@ impl Shared {
     /// subscribed topic, dealt round-robin over the members subscribed to it,
     /// in member-id order.
     pub(crate) fn assignment(&self, group: &str, member: u64) -> (u64, Vec<(String, i32)>) {
-        let groups = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(g) = groups.get(group) else {
             return (0, Vec::new());
         };

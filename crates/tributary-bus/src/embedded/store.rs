@@ -63,7 +63,12 @@ pub(crate) async fn load_next_offsets(pool: &SqlitePool) -> Result<HashMap<(Stri
     .await?;
     Ok(rows
         .into_iter()
-        .map(|r| ((r.get::<String, _>(0), r.get::<i32, _>(1)), r.get::<i64, _>(2)))
+        .map(|r| {
+            (
+                (r.get::<String, _>(0), r.get::<i32, _>(1)),
+                r.get::<i64, _>(2),
+            )
+        })
         .collect())
 }
 
@@ -138,7 +143,13 @@ pub(crate) async fn writer(
                     offset,
                 }),
             ));
-            records.push((req.topic, req.partition, offset, req.record, req.timestamp_ms));
+            records.push((
+                req.topic,
+                req.partition,
+                offset,
+                req.record,
+                req.timestamp_ms,
+            ));
         }
         let res = append(&shared.pool, &records).await;
         match res {

@@ -15,14 +15,13 @@ use std::time::Duration;
 use futures::future::{BoxFuture, FutureExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
-
 
 use crate::port::{Consumer, ConsumerOptions, EventBus, StartFrom};
 use crate::record::{Delivery, Message, Record};
@@ -135,7 +134,8 @@ impl KafkaBus {
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", config.delivery_timeout_ms.to_string())
             .set("queue.buffering.max.messages", "1000000");
-        let producer: FutureProducer<QuietContext> = pc.create_with_context(QuietContext::default())?;
+        let producer: FutureProducer<QuietContext> =
+            pc.create_with_context(QuietContext::default())?;
         let admin: AdminClient<QuietContext> =
             base_config(&brokers, config).create_with_context(QuietContext::default())?;
         let bus = Self {
@@ -218,12 +218,18 @@ impl EventBus for KafkaBus {
         }
         // Wait until the topic is visible in metadata so the first send succeeds.
         for _ in 0..100 {
-            if self.metadata_partitions(Some(topic.to_string())).await?.is_some() {
+            if self
+                .metadata_partitions(Some(topic.to_string()))
+                .await?
+                .is_some()
+            {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(Error::Timeout(format!("topic {topic} not visible after creation")))
+        Err(Error::Timeout(format!(
+            "topic {topic} not visible after creation"
+        )))
     }
 
     async fn partitions(&self, topic: &str) -> Result<i32> {
@@ -265,7 +271,8 @@ impl EventBus for KafkaBus {
                     .boxed();
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
-                    if waited < Duration::from_millis(u64::from(self.config.delivery_timeout_ms)) =>
+                    if waited
+                        < Duration::from_millis(u64::from(self.config.delivery_timeout_ms)) =>
                 {
                     fr = back;
                     self.producer.poll(Duration::from_millis(5));
@@ -311,7 +318,8 @@ impl EventBus for KafkaBus {
         for (k, v) in &self.config.options {
             cc.set(k, v);
         }
-        let consumer: StreamConsumer<QuietContext> = cc.create_with_context(QuietContext::default())?;
+        let consumer: StreamConsumer<QuietContext> =
+            cc.create_with_context(QuietContext::default())?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names)?;
         Ok(Box::new(KafkaConsumer {
@@ -342,7 +350,10 @@ pub struct QuietContext {
 
 impl QuietContext {
     fn first_in_a_while(&self, key: &str) -> bool {
-        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = std::time::Instant::now();
         match last.get(key) {
             Some(t) if now.duration_since(*t) < Duration::from_secs(30) => false,
@@ -380,10 +391,7 @@ impl ClientContext for QuietContext {
 impl ConsumerContext for QuietContext {}
 
 fn is_no_offset(e: &KafkaError) -> bool {
-    matches!(
-        e,
-        KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)
-    )
+    matches!(e, KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset))
 }
 
 #[async_trait::async_trait]
@@ -475,7 +483,6 @@ impl Consumer for KafkaConsumer {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,7 +490,10 @@ mod tests {
     // Proves broker lists parse and bad URLs are rejected with the URL named.
     #[test]
     fn parses_broker_lists() {
-        assert_eq!(parse_brokers("kafka://a:1,b:2").ok().as_deref(), Some("a:1,b:2"));
+        assert_eq!(
+            parse_brokers("kafka://a:1,b:2").ok().as_deref(),
+            Some("a:1,b:2")
+        );
         let e = parse_brokers("kafka://u:secret@a").expect_err("no port");
         assert!(!e.to_string().contains("secret"), "{e}");
         assert!(parse_brokers("kafka://").is_err());
