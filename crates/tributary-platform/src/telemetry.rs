@@ -142,3 +142,34 @@ pub fn prometheus() -> PrometheusHandle {
         })
         .clone()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Proves telemetry installs with OTLP export configured (no collector needed to start),
+    // rejects a bad filter by name, and refuses a second installation.
+    #[tokio::test]
+    async fn installs_once_with_otlp() {
+        let bad = TelemetryConfig {
+            log_filter: "info,[[[".into(),
+            ..TelemetryConfig::default()
+        };
+        if std::env::var("RUST_LOG").is_err() {
+            let err = init(&bad, Vec::new()).expect_err("bad filter");
+            assert!(err.to_string().contains("[[["), "{err}");
+        }
+        let cfg = TelemetryConfig {
+            otlp_endpoint: Some("http://127.0.0.1:4317".into()),
+            log_format: LogFormat::Json,
+            ..TelemetryConfig::default()
+        };
+        let guard = init(&cfg, Vec::new()).expect("first init");
+        tracing::info!("hello from the telemetry test");
+        assert!(matches!(
+            init(&cfg, Vec::new()),
+            Err(TelemetryError::AlreadyInstalled)
+        ));
+        drop(guard);
+    }
+}
