@@ -134,6 +134,26 @@ pub async fn run(
     result.and(closed)
 }
 
+/// Metric handles of one topic, looked up once instead of per message.
+struct TopicMetrics {
+    ok: metrics::Counter,
+    dead_letter: metrics::Counter,
+    retries: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+impl TopicMetrics {
+    fn new(topic: &str) -> Self {
+        let t = topic.to_string();
+        Self {
+            ok: metrics::counter!("tributary_consumer_messages_total", "topic" => t.clone(), "outcome" => "ok"),
+            dead_letter: metrics::counter!("tributary_consumer_messages_total", "topic" => t.clone(), "outcome" => "dead_letter"),
+            retries: metrics::counter!("tributary_consumer_retries_total", "topic" => t.clone()),
+            seconds: metrics::histogram!("tributary_consumer_handle_seconds", "topic" => t),
+        }
+    }
+}
+
 async fn consume(
     bus: &Bus,
     config: &RunnerConfig,
@@ -141,13 +161,21 @@ async fn consume(
     consumer: &mut dyn Consumer,
     shutdown: &CancellationToken,
 ) -> Result<()> {
+    let mut per_topic: std::collections::HashMap<String, TopicMetrics> =
+        std::collections::HashMap::new();
     loop {
         let message = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
             m = consumer.recv() => m?,
         };
-        if process(bus, config, handler, &message, shutdown).await {
+        if !per_topic.contains_key(&message.topic) {
+            per_topic.insert(message.topic.clone(), TopicMetrics::new(&message.topic));
+        }
+        let Some(m) = per_topic.get(&message.topic) else {
+            continue;
+        };
+        if process(bus, config, handler, &message, m, shutdown).await {
             consumer.store(&message)?;
         } else {
             // Shutdown interrupted a retry: leave the offset for redelivery.
@@ -159,6 +187,7 @@ async fn consume(
 /// Returns true when the message is done with (handled or dead-lettered).
 #[tracing::instrument(
     name = "consume",
+    level = "debug",
     skip_all,
     fields(topic = %message.topic, partition = message.partition, offset = message.offset, group = %config.group)
 )]
@@ -167,31 +196,31 @@ async fn process(
     config: &RunnerConfig,
     handler: &dyn Handler,
     message: &Message,
+    metrics: &TopicMetrics,
     shutdown: &CancellationToken,
 ) -> bool {
     let started = Instant::now();
     let mut attempt: u32 = 0;
     let outcome = loop {
         match handler.handle(message).await {
-            Ok(()) => break "ok",
+            Ok(()) => break &metrics.ok,
             Err(HandlerError::Permanent(reason)) => {
                 tracing::warn!(%reason, "permanent failure; dead-lettering");
                 if !dead_letter(bus, config, message, &reason, shutdown).await {
                     return false;
                 }
-                break "dead_letter";
+                break &metrics.dead_letter;
             }
             Err(HandlerError::Retryable(reason)) => {
                 attempt += 1;
-                metrics::counter!("tributary_consumer_retries_total", "topic" => message.topic.clone())
-                    .increment(1);
+                metrics.retries.increment(1);
                 if config.backoff.max_retries.is_some_and(|max| attempt > max) {
                     tracing::warn!(%reason, attempt, "retries exhausted; dead-lettering");
                     let reason = format!("retries exhausted after {attempt} attempts: {reason}");
                     if !dead_letter(bus, config, message, &reason, shutdown).await {
                         return false;
                     }
-                    break "dead_letter";
+                    break &metrics.dead_letter;
                 }
                 let delay = config.backoff.delay(attempt - 1);
                 tracing::warn!(%reason, attempt, ?delay, "retryable failure; partition waits");
@@ -202,10 +231,8 @@ async fn process(
             }
         }
     };
-    metrics::counter!("tributary_consumer_messages_total", "topic" => message.topic.clone(), "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!("tributary_consumer_handle_seconds", "topic" => message.topic.clone())
-        .record(started.elapsed().as_secs_f64());
+    outcome.increment(1);
+    metrics.seconds.record(started.elapsed().as_secs_f64());
     true
 }
 
