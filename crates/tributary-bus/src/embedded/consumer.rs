@@ -11,7 +11,8 @@ use crate::port::{Consumer, ConsumerOptions, StartFrom};
 use crate::record::Message;
 use crate::Result;
 
-const FETCH_LIMIT: i64 = 1000;
+/// Batches read per fetch (each holds up to one writer transaction's records of a partition).
+const FETCH_BATCHES: i64 = 4;
 
 pub(crate) struct EmbeddedConsumer {
     shared: Arc<Shared>,
@@ -129,7 +130,7 @@ impl EmbeddedConsumer {
                 .copied()
                 .unwrap_or(0);
             let msgs =
-                store::fetch(&self.shared.pool, &topic, partition, from, FETCH_LIMIT).await?;
+                store::fetch(&self.shared.pool, &topic, partition, from, FETCH_BATCHES).await?;
             if let Some(last) = msgs.last() {
                 self.positions.insert((topic, partition), last.offset + 1);
                 self.buffer.extend(msgs);

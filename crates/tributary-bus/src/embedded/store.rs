@@ -1,20 +1,23 @@
 //! SQLite schema, the group-commit writer, and reads of the embedded bus.
+//!
+//! Like Kafka's log, records are stored in batches: each row holds the
+//! records one writer transaction appended to one partition (offsets
+//! `base_offset ..= last_offset`), encoded back to back. That keeps SQLite's
+//! per-row cost out of the per-record path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use sqlx::{Row, SqlitePool};
 use tokio::sync::mpsc;
 
 use super::{Shared, WriteReq};
-use crate::record::{Delivery, Header, Message};
+use crate::record::{Delivery, Header, Message, Record};
 use crate::{Error, Result};
 
 /// Largest number of records appended in one transaction.
-const MAX_BATCH: usize = 4096;
-/// Rows per INSERT statement (7 bound values each; SQLite allows 32766).
-const ROWS_PER_STATEMENT: usize = 512;
+const MAX_BATCH: usize = 8192;
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
@@ -22,16 +25,15 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
              name TEXT PRIMARY KEY,
              partitions INTEGER NOT NULL
          );
-         CREATE TABLE IF NOT EXISTS bus_messages (
+         CREATE TABLE IF NOT EXISTS bus_batches (
              topic TEXT NOT NULL,
              partition INTEGER NOT NULL,
-             offset INTEGER NOT NULL,
-             key BLOB,
-             value BLOB NOT NULL,
-             headers BLOB,
-             ts INTEGER NOT NULL,
-             PRIMARY KEY (topic, partition, offset)
-         ) WITHOUT ROWID;
+             base_offset INTEGER NOT NULL,
+             last_offset INTEGER NOT NULL,
+             records BLOB NOT NULL
+         );
+         CREATE UNIQUE INDEX IF NOT EXISTS bus_batches_by_offset
+             ON bus_batches (topic, partition, last_offset);
          CREATE TABLE IF NOT EXISTS bus_offsets (
              grp TEXT NOT NULL,
              topic TEXT NOT NULL,
@@ -57,7 +59,7 @@ pub(crate) async fn load_topics(pool: &SqlitePool) -> Result<HashMap<String, i32
 
 pub(crate) async fn load_next_offsets(pool: &SqlitePool) -> Result<HashMap<(String, i32), i64>> {
     let rows = sqlx::query(
-        "SELECT topic, partition, MAX(offset) + 1 FROM bus_messages GROUP BY topic, partition",
+        "SELECT topic, partition, MAX(last_offset) + 1 FROM bus_batches GROUP BY topic, partition",
     )
     .fetch_all(pool)
     .await?;
@@ -72,100 +74,181 @@ pub(crate) async fn load_next_offsets(pool: &SqlitePool) -> Result<HashMap<(Stri
         .collect())
 }
 
-/// Headers as `u32 len | name | u32 len | value` repeated; `None` when empty.
-fn encode_headers(headers: &[Header]) -> Option<Vec<u8>> {
-    if headers.is_empty() {
-        return None;
-    }
-    let mut out = Vec::new();
-    for (k, v) in headers {
-        for part in [k.as_bytes(), &v[..]] {
-            let len = u32::try_from(part.len()).unwrap_or(u32::MAX);
-            out.extend_from_slice(&len.to_le_bytes());
-            out.extend_from_slice(part);
+/// Appends one record: `ts i64 | key len i32 (-1 = none) | key | value len u32 |
+/// value | header count u32 | (name len u32 | name | value len u32 | value)*`.
+fn encode_record(out: &mut BytesMut, rec: &Record, ts: i64) {
+    out.put_i64_le(ts);
+    match &rec.key {
+        Some(k) => {
+            out.put_i32_le(i32::try_from(k.len()).unwrap_or(i32::MAX));
+            out.put_slice(k);
         }
+        None => out.put_i32_le(-1),
     }
-    Some(out)
+    put_bytes(out, &rec.value);
+    out.put_u32_le(u32::try_from(rec.headers.len()).unwrap_or(u32::MAX));
+    for (name, value) in &rec.headers {
+        put_bytes(out, name.as_bytes());
+        put_bytes(out, value);
+    }
 }
 
-fn decode_headers(raw: Option<Vec<u8>>) -> Vec<Header> {
-    let Some(raw) = raw else { return Vec::new() };
-    let mut out = Vec::new();
-    let mut rest = &raw[..];
-    let take = |rest: &mut &[u8]| -> Option<Vec<u8>> {
-        let len_bytes: [u8; 4] = rest.get(..4)?.try_into().ok()?;
-        let len = usize::try_from(u32::from_le_bytes(len_bytes)).ok()?;
-        let v = rest.get(4..4 + len)?.to_vec();
-        *rest = &rest[4 + len..];
-        Some(v)
-    };
-    while !rest.is_empty() {
-        let (Some(k), Some(v)) = (take(&mut rest), take(&mut rest)) else {
-            break;
+fn put_bytes(out: &mut BytesMut, b: &[u8]) {
+    out.put_u32_le(u32::try_from(b.len()).unwrap_or(u32::MAX));
+    out.put_slice(b);
+}
+
+/// Decoding failure: the stored batch is corrupt.
+fn corrupt(what: &str) -> Error {
+    Error::Store(sqlx::Error::Protocol(format!(
+        "corrupt record batch: {what}"
+    )))
+}
+
+fn take_bytes(buf: &mut Bytes, len: usize, what: &str) -> Result<Bytes> {
+    if buf.remaining() < len {
+        return Err(corrupt(what));
+    }
+    Ok(buf.split_to(len))
+}
+
+fn take_u32(buf: &mut Bytes, what: &str) -> Result<usize> {
+    if buf.remaining() < 4 {
+        return Err(corrupt(what));
+    }
+    usize::try_from(buf.get_u32_le()).map_err(|_| corrupt(what))
+}
+
+/// Decodes the records of one batch whose offsets are `base..`, keeping those at or after `from`.
+fn decode_batch(
+    topic: &str,
+    partition: i32,
+    base: i64,
+    from: i64,
+    mut buf: Bytes,
+    out: &mut Vec<Message>,
+) -> Result<()> {
+    let mut offset = base;
+    while buf.has_remaining() {
+        if buf.remaining() < 12 {
+            return Err(corrupt("record header"));
+        }
+        let ts = buf.get_i64_le();
+        let key_len = buf.get_i32_le();
+        let key = if key_len < 0 {
+            None
+        } else {
+            Some(take_bytes(
+                &mut buf,
+                usize::try_from(key_len).map_err(|_| corrupt("key"))?,
+                "key",
+            )?)
         };
-        out.push((String::from_utf8_lossy(&k).into_owned(), Bytes::from(v)));
+        let vlen = take_u32(&mut buf, "value length")?;
+        let value = take_bytes(&mut buf, vlen, "value")?;
+        let n = take_u32(&mut buf, "header count")?;
+        let mut headers: Vec<Header> = Vec::with_capacity(n.min(64));
+        for _ in 0..n {
+            let nl = take_u32(&mut buf, "header name length")?;
+            let name = take_bytes(&mut buf, nl, "header name")?;
+            let vl = take_u32(&mut buf, "header value length")?;
+            let v = take_bytes(&mut buf, vl, "header value")?;
+            headers.push((String::from_utf8_lossy(&name).into_owned(), v));
+        }
+        if offset >= from {
+            out.push(Message {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                key,
+                value,
+                headers,
+                timestamp_ms: Some(ts),
+            });
+        }
+        offset += 1;
     }
-    out
+    Ok(())
 }
 
-/// The single writer: appends everything enqueued so far in one transaction,
-/// then answers each sender and wakes consumers.
+/// One partition's share of a writer transaction.
+struct PartitionBatch {
+    topic: String,
+    partition: i32,
+    base: i64,
+    count: i64,
+    records: BytesMut,
+}
+
+/// The single writer: appends whatever callers have enqueued as one
+/// transaction (one batch row per partition), then answers each sender and
+/// wakes consumers.
 pub(crate) async fn writer(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<WriteReq>,
     mut next: HashMap<(String, i32), i64>,
 ) {
-    let mut batch: Vec<WriteReq> = Vec::with_capacity(MAX_BATCH);
+    let mut reqs: Vec<WriteReq> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+        reqs.push(first);
+        while reqs.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(r) => batch.push(r),
+                Ok(r) => reqs.push(r),
                 Err(_) => break,
             }
         }
-        let mut records = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
         let before = next.clone();
-        for req in batch.drain(..) {
+        let mut batches: Vec<PartitionBatch> = Vec::new();
+        let mut index: HashMap<(String, i32), usize> = HashMap::new();
+        let mut replies = Vec::with_capacity(reqs.len());
+        for req in reqs.drain(..) {
             if req.partition < 0 {
-                // flush marker
-                replies.push((req.reply, None));
-                continue;
-            }
-            let slot = next.entry((req.topic.clone(), req.partition)).or_insert(0);
-            let offset = *slot;
-            *slot += 1;
-            replies.push((
-                req.reply,
-                Some(Delivery {
-                    partition: req.partition,
-                    offset,
-                }),
-            ));
-            records.push((
-                req.topic,
-                req.partition,
-                offset,
-                req.record,
-                req.timestamp_ms,
-            ));
-        }
-        let res = append(&shared.pool, &records).await;
-        match res {
-            Ok(()) => {
-                for (reply, d) in replies {
-                    let _ = reply.send(Ok(d.unwrap_or(Delivery {
+                // flush marker: answered once everything before it is durable
+                replies.push((
+                    req.reply,
+                    Delivery {
                         partition: -1,
                         offset: -1,
-                    })));
+                    },
+                ));
+                continue;
+            }
+            let key = (req.topic, req.partition);
+            let slot = next.entry(key.clone()).or_insert(0);
+            let offset = *slot;
+            *slot += 1;
+            let i = *index.entry(key.clone()).or_insert_with(|| {
+                batches.push(PartitionBatch {
+                    topic: key.0.clone(),
+                    partition: key.1,
+                    base: offset,
+                    count: 0,
+                    records: BytesMut::new(),
+                });
+                batches.len() - 1
+            });
+            let b = &mut batches[i];
+            encode_record(&mut b.records, &req.record, req.timestamp_ms);
+            b.count += 1;
+            replies.push((
+                req.reply,
+                Delivery {
+                    partition: key.1,
+                    offset,
+                },
+            ));
+        }
+        match append(&shared.pool, &batches).await {
+            Ok(()) => {
+                for (reply, d) in replies {
+                    let _ = reply.send(Ok(d));
                 }
-                if !records.is_empty() {
+                if !batches.is_empty() {
                     shared.log_version.send_modify(|v| *v += 1);
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = records.len(), "embedded bus append failed");
+                tracing::error!(error = %e, batches = batches.len(), "embedded bus append failed");
                 next = before;
                 let msg = e.to_string();
                 for (reply, _) in replies {
@@ -176,61 +259,52 @@ pub(crate) async fn writer(
     }
 }
 
-type Row5 = (String, i32, i64, crate::record::Record, i64);
-
-async fn append(pool: &SqlitePool, records: &[Row5]) -> Result<(), sqlx::Error> {
-    if records.is_empty() {
+async fn append(pool: &SqlitePool, batches: &[PartitionBatch]) -> Result<(), sqlx::Error> {
+    if batches.is_empty() {
         return Ok(());
     }
     let mut tx = pool.begin().await?;
-    for chunk in records.chunks(ROWS_PER_STATEMENT) {
-        let mut qb: QueryBuilder<'_, Sqlite> = QueryBuilder::new(
-            "INSERT INTO bus_messages(topic, partition, offset, key, value, headers, ts) ",
-        );
-        qb.push_values(chunk, |mut b, (topic, partition, offset, rec, ts)| {
-            b.push_bind(topic.as_str())
-                .push_bind(*partition)
-                .push_bind(*offset)
-                .push_bind(rec.key.as_ref().map(|k| k.to_vec()))
-                .push_bind(rec.value.to_vec())
-                .push_bind(encode_headers(&rec.headers))
-                .push_bind(*ts);
-        });
-        qb.build().execute(&mut *tx).await?;
+    for b in batches {
+        sqlx::query(
+            "INSERT INTO bus_batches(topic, partition, base_offset, last_offset, records)
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&b.topic)
+        .bind(b.partition)
+        .bind(b.base)
+        .bind(b.base + b.count - 1)
+        .bind(&b.records[..])
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await
 }
 
-/// Up to `limit` messages of one partition from `from` on.
+/// Messages of one partition from offset `from` on, from at most `max_batches` batches.
 pub(crate) async fn fetch(
     pool: &SqlitePool,
     topic: &str,
     partition: i32,
     from: i64,
-    limit: i64,
+    max_batches: i64,
 ) -> Result<Vec<Message>> {
     let rows = sqlx::query(
-        "SELECT offset, key, value, headers, ts FROM bus_messages
-         WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
+        "SELECT base_offset, records FROM bus_batches
+         WHERE topic = ? AND partition = ? AND last_offset >= ? ORDER BY last_offset LIMIT ?",
     )
     .bind(topic)
     .bind(partition)
     .bind(from)
-    .bind(limit)
+    .bind(max_batches)
     .fetch_all(pool)
     .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| Message {
-            topic: topic.to_string(),
-            partition,
-            offset: r.get(0),
-            key: r.get::<Option<Vec<u8>>, _>(1).map(Bytes::from),
-            value: Bytes::from(r.get::<Vec<u8>, _>(2)),
-            headers: decode_headers(r.get(3)),
-            timestamp_ms: Some(r.get(4)),
-        })
-        .collect())
+    let mut out = Vec::new();
+    for r in rows {
+        let base: i64 = r.get(0);
+        let records: Vec<u8> = r.get(1);
+        decode_batch(topic, partition, base, from, Bytes::from(records), &mut out)?;
+    }
+    Ok(out)
 }
 
 /// The committed next offset of `group` on a partition.
@@ -253,7 +327,7 @@ pub(crate) async fn committed(
 /// The next offset that will be written on a partition.
 pub(crate) async fn end_offset(pool: &SqlitePool, topic: &str, partition: i32) -> Result<i64> {
     let v: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(offset) + 1 FROM bus_messages WHERE topic = ? AND partition = ?",
+        "SELECT MAX(last_offset) + 1 FROM bus_batches WHERE topic = ? AND partition = ?",
     )
     .bind(topic)
     .bind(partition)
@@ -292,15 +366,46 @@ pub(crate) async fn commit(
 mod tests {
     use super::*;
 
-    // Proves headers round-trip through their binary encoding, and garbage never panics.
+    // Proves records (keys, empty keys, headers, timestamps) round-trip through the batch
+    // encoding, offsets before `from` are skipped, and corrupt batches are errors, not panics.
     #[test]
-    fn headers_round_trip() {
-        let h = vec![
-            ("a".to_string(), Bytes::from_static(b"1")),
-            ("empty".to_string(), Bytes::new()),
+    fn batches_round_trip() {
+        let recs = vec![
+            Record::new("t", "k1", "v1")
+                .header("h", "x")
+                .header("empty", ""),
+            Record {
+                topic: "t".into(),
+                key: None,
+                value: Bytes::new(),
+                headers: Vec::new(),
+            },
+            Record::new("t", "", "v3"),
         ];
-        assert_eq!(decode_headers(encode_headers(&h)), h);
-        assert!(decode_headers(encode_headers(&[])).is_empty());
-        let _ = decode_headers(Some(vec![255, 255, 255, 255, 1]));
+        let mut buf = BytesMut::new();
+        for (i, r) in recs.iter().enumerate() {
+            encode_record(&mut buf, r, 1000 + i as i64);
+        }
+        let bytes = buf.freeze();
+        let mut out = Vec::new();
+        decode_batch("t", 2, 10, 10, bytes.clone(), &mut out).expect("decode");
+        assert_eq!(out.len(), 3);
+        for (i, (m, r)) in out.iter().zip(&recs).enumerate() {
+            assert_eq!(m.offset, 10 + i as i64);
+            assert_eq!(m.partition, 2);
+            assert_eq!(m.key, r.key);
+            assert_eq!(m.value, r.value);
+            assert_eq!(m.headers, r.headers);
+            assert_eq!(m.timestamp_ms, Some(1000 + i as i64));
+        }
+        let mut tail = Vec::new();
+        decode_batch("t", 2, 10, 12, bytes.clone(), &mut tail).expect("decode");
+        assert_eq!(tail.len(), 1);
+        assert_eq!(tail[0].offset, 12);
+        for cut in 1..bytes.len() {
+            let mut v = Vec::new();
+            let _ = decode_batch("t", 0, 0, 0, bytes.slice(..cut), &mut v);
+        }
+        assert!(decode_batch("t", 0, 0, 0, bytes.slice(..5), &mut Vec::new()).is_err());
     }
 }
