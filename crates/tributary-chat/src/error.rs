@@ -70,6 +70,30 @@ pub enum Error {
     /// id) or holds an unusable value; only that message is skipped.
     #[error("invalid message at {position}: {reason}")]
     InvalidMessage { position: Position, reason: String },
+
+    // --- services (store, bus, backup) ---
+    /// A request is not acceptable (bad filter, unsafe delete, bad path).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// The SQL database failed (unreachable, constraint, migration).
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// A storage port failed (migrations, object store).
+    #[error("storage: {0}")]
+    Storage(#[from] tributary_storage::Error),
+    /// The event bus failed.
+    #[error("event bus: {0}")]
+    Bus(#[from] tributary_bus::Error),
+    /// A local file could not be written or read outside parsing.
+    #[error("{context}: {source}")]
+    File {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background task died (panicked or was cancelled).
+    #[error("task failed: {0}")]
+    Task(String),
 }
 
 impl Error {
@@ -81,7 +105,14 @@ impl Error {
             | Error::Html { position, .. }
             | Error::Csv { position, .. }
             | Error::InvalidMessage { position, .. } => position.clone(),
-            Error::Io { .. } | Error::Zip { .. } => Position::Unknown,
+            Error::Io { .. }
+            | Error::Zip { .. }
+            | Error::InvalidRequest(_)
+            | Error::Sql(_)
+            | Error::Storage(_)
+            | Error::Bus(_)
+            | Error::File { .. }
+            | Error::Task(_) => Position::Unknown,
         }
     }
 }

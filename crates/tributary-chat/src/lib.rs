@@ -7,14 +7,33 @@
 //!   streamed message by message), HTML (`messagesN.html`, streamed token by
 //!   token), CSV backups, `.zip` archives, and whole directory trees.
 //!
+//! - [`store`] keeps messages, counts and audit records (PostgreSQL or SQLite),
+//!   [`service`] imports, searches, deletes, backs up and restores,
+//!   [`consumers`] maintain per-user counts and the audit log from the bus,
+//!   [`audit_layer`] ships log records to the bus, [`api`] serves REST with an
+//!   OpenAPI document, [`cli`] is `tributary chat ...`, [`app`] runs it all.
+//!
 //! Entry point: [`parse_path`] walks a file, directory or zip and hands every
 //! message to a callback; a broken file is reported as a
 //! [`ParseEvent::FileError`] and the walk goes on.
 
+// The hand-written OpenAPI document is one large `json!` literal.
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod app;
+pub mod audit_layer;
+pub mod cli;
+pub mod consumers;
 pub mod domain;
 mod error;
 pub mod parse;
+pub mod service;
+mod settings;
+pub mod store;
 
 pub use domain::{Link, Message, MessageDate, MessageKind};
 pub use error::{Error, Position, Result};
 pub use parse::{parse_path, FileError, FileKind, ParseEvent, Summary};
+pub use service::ChatService;
+pub use settings::{AuditSettings, ChatSettings};

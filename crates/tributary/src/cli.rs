@@ -42,6 +42,10 @@ pub enum Command {
     Services,
     /// Print the effective configuration (secrets masked) and exit.
     Config,
+    /// Logistics client: create|get|list|update|remove packages, tail events, bench.
+    Logistics(tributary_logistics::cli::Command),
+    /// Chat archive client: import|search|count|delete|users|audit|backup|restore.
+    Chat(tributary_chat::cli::Command),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),

@@ -10,6 +10,7 @@ mod context;
 mod run;
 mod services;
 mod settings;
+mod systems;
 
 use clap::Parser;
 

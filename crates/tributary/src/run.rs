@@ -51,6 +51,18 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             };
             serve(settings, vec![svc], false).await
         }
+        Command::Logistics(cmd) => {
+            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            let ctx = tributary_logistics::cli::CliContext {
+                bus_url: settings.bus_url(),
+                bus: settings.bus.clone(),
+            };
+            tributary_logistics::cli::run(cmd, ctx).await
+        }
+        Command::Chat(cmd) => {
+            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            tributary_chat::cli::run(cmd, &settings.chat.server).await
+        }
         Command::Bench(BenchCommand::Bus(args)) => {
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
             crate::bench::bus(args).await
@@ -65,7 +77,10 @@ async fn serve(
     services: Vec<Arc<dyn Service>>,
     all_backends: bool,
 ) -> anyhow::Result<()> {
-    let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+    let _guard = telemetry::init(
+        &settings.telemetry,
+        crate::systems::chat::telemetry_layers(&settings),
+    )?;
     let _ = telemetry::prometheus();
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let ctx = Arc::new(Context::new(settings, shutdown::on_signals()));

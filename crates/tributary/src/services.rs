@@ -20,7 +20,10 @@ pub trait Service: Send + Sync {
 /// Every service of every system, in start order.
 pub fn registry() -> Vec<Arc<dyn Service>> {
     // Systems add their services here.
-    Vec::new()
+    let mut all: Vec<Arc<dyn Service>> = Vec::new();
+    all.extend(crate::systems::logistics::services());
+    all.extend(crate::systems::chat::services());
+    all
 }
 
 /// Finds a service by name.

@@ -33,6 +33,10 @@ pub struct Settings {
     pub objects: ObjectsSettings,
     /// Cache.
     pub cache: CacheSettings,
+    /// Logistics system.
+    pub logistics: tributary_logistics::LogisticsSettings,
+    /// Chat archive system.
+    pub chat: tributary_chat::ChatSettings,
 }
 
 impl Default for Settings {
@@ -46,6 +50,8 @@ impl Default for Settings {
             sql: SqlSettings::default(),
             objects: ObjectsSettings::default(),
             cache: CacheSettings::default(),
+            logistics: tributary_logistics::LogisticsSettings::default(),
+            chat: tributary_chat::ChatSettings::default(),
         }
     }
 }

@@ -26,6 +26,13 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Every service listener on a free port, so tests never clash with each other or the machine.
+const SERVICE_PORTS_ANY: [(&str, &str); 3] = [
+    ("TRIBUTARY__LOGISTICS__GRPC_LISTEN", "127.0.0.1:0"),
+    ("TRIBUTARY__LOGISTICS__HTTP_LISTEN", "127.0.0.1:0"),
+    ("TRIBUTARY__CHAT__LISTEN", "127.0.0.1:0"),
+];
+
 fn tributary() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
     // Start from a clean configuration environment.
@@ -47,6 +54,7 @@ fn up_becomes_ready_and_stops_on_sigterm() {
         .args(["up", "--data-dir"])
         .arg(dir.path().join("data"))
         .env("TRIBUTARY__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
+        .envs(SERVICE_PORTS_ANY)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -108,7 +116,8 @@ fn fails_with(envs: &[(&str, &str)]) -> String {
             "TRIBUTARY__ADMIN__LISTEN",
             format!("127.0.0.1:{}", free_port()),
         )
-        .env("TRIBUTARY__SQL__ACQUIRE_TIMEOUT_SECS", "1");
+        .env("TRIBUTARY__SQL__ACQUIRE_TIMEOUT_SECS", "1")
+        .envs(SERVICE_PORTS_ANY);
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -1,0 +1,8 @@
+//! The chat system's public APIs: REST (axum) with its OpenAPI document.
+
+pub mod openapi;
+pub mod rest;
+mod views;
+
+pub use rest::router;
+pub use views::{LinkView, MessageView};

@@ -1,0 +1,466 @@
+//! `tributary chat ...`: a client of the chat REST API (it talks to a
+//! running `tributary up` / `tributary serve chat`), with progress bars for
+//! import, backup and restore.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::api::rest::{
+    BackupBody, CountResponse, DeleteBody, DeleteResponse, ImportBody, JobLine, RestoreBody,
+    SearchResponse,
+};
+use crate::domain::{MessageFilter, SearchRequest, Sort, SortField};
+use crate::service::{
+    BackupProgress, BackupReport, BackupTarget, ImportProgress, ImportReport, RestoreSource,
+};
+use crate::store::{AuditRecord, UserCount};
+
+/// `tributary chat`: the chat archive's client.
+#[derive(Debug, Args)]
+pub struct Command {
+    /// Base URL of the chat API (default: `chat.server` from the settings).
+    #[arg(long, env = "TRIBUTARY_CHAT_SERVER", global = true)]
+    pub server: Option<String>,
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Import a Telegram export (file, directory or zip) or a backup; the
+    /// path must be readable by the server (same machine for `up`).
+    Import { path: PathBuf },
+    /// Print matching messages.
+    Search {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Sort keys `FIELD[:desc]`, FIELD one of created, id, chat, user.
+        #[arg(long = "sort", value_parser = parse_sort)]
+        sorts: Vec<Sort>,
+        #[arg(long)]
+        take: Option<u32>,
+        #[arg(long, default_value_t = 0)]
+        skip: u64,
+        /// One JSON object per line instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Count matching messages.
+    Count {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// Delete matching messages.
+    Delete {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Required when no filter is given: delete everything.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Per-user message counts (top users, or one user).
+    Users {
+        /// One user key (`user123`, `name:Alice`).
+        user: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Query the audit log.
+    Audit {
+        #[arg(long)]
+        service: Option<String>,
+        /// Minimum level: error, warn, info, debug, trace.
+        #[arg(long)]
+        level: Option<String>,
+        #[arg(long, value_parser = parse_time)]
+        from: Option<DateTime<Utc>>,
+        #[arg(long, value_parser = parse_time)]
+        to: Option<DateTime<Utc>>,
+        #[arg(long)]
+        take: Option<u32>,
+    },
+    /// Back up matching messages to one CSV file.
+    Backup {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Directory on the server.
+        #[arg(long, conflicts_with = "objects", required_unless_present = "objects")]
+        dir: Option<PathBuf>,
+        /// To the object store instead.
+        #[arg(long)]
+        objects: bool,
+    },
+    /// Restore a backup (a path on the server, or an object key).
+    Restore {
+        #[arg(required_unless_present = "object", conflicts_with = "object")]
+        path: Option<PathBuf>,
+        #[arg(long)]
+        object: Option<String>,
+    },
+}
+
+/// Message filter flags (every one optional; all given must hold).
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    /// Telegram message id.
+    #[arg(long)]
+    pub id: Option<i64>,
+    /// Sent at or after (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_time)]
+    pub min_created: Option<DateTime<Utc>>,
+    /// Sent at or before (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_parser = parse_time)]
+    pub max_created: Option<DateTime<Utc>>,
+    /// Case-sensitive substring of the text.
+    #[arg(long)]
+    pub text: Option<String>,
+    /// Full-text query (every word).
+    #[arg(long)]
+    pub query: Option<String>,
+    /// Sender key (repeatable).
+    #[arg(long = "user")]
+    pub users: Vec<String>,
+    /// Telegram chat id (repeatable).
+    #[arg(long = "chat-id")]
+    pub chat_ids: Vec<i64>,
+    /// Chat name (repeatable).
+    #[arg(long = "chat")]
+    pub chats: Vec<String>,
+}
+
+impl From<FilterArgs> for MessageFilter {
+    fn from(a: FilterArgs) -> Self {
+        MessageFilter {
+            id: a.id,
+            min_created: a.min_created,
+            max_created: a.max_created,
+            text: a.text,
+            query: a.query,
+            user_ids: a.users,
+            chat_ids: a.chat_ids,
+            chat_names: a.chats,
+        }
+    }
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+        .ok_or_else(|| format!("{s:?} is neither RFC 3339 nor YYYY-MM-DD"))
+}
+
+fn parse_sort(s: &str) -> Result<Sort, String> {
+    let (field, dir) = s.split_once(':').unwrap_or((s, "asc"));
+    let field = match field {
+        "created" => SortField::Created,
+        "id" => SortField::Id,
+        "chat" => SortField::Chat,
+        "user" => SortField::User,
+        other => return Err(format!("unknown sort field {other:?}")),
+    };
+    let desc = match dir {
+        "asc" => false,
+        "desc" => true,
+        other => return Err(format!("sort direction must be asc or desc, got {other:?}")),
+    };
+    Ok(Sort { field, desc })
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let msg = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .unwrap_or(text);
+        bail!("the chat API answered {status}: {msg}")
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        Self::check(resp)
+            .await?
+            .json()
+            .await
+            .with_context(|| format!("read the answer of {url}"))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .query(query)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        Self::check(resp)
+            .await?
+            .json()
+            .await
+            .with_context(|| format!("read the answer of {url}"))
+    }
+
+    /// Posts a long job and follows its NDJSON lines, calling `on_progress`.
+    async fn job<B: Serialize, P: DeserializeOwned, D: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        on_progress: impl Fn(&P),
+    ) -> anyhow::Result<D> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let mut stream = Self::check(resp).await?.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            buf.extend_from_slice(&chunk.with_context(|| format!("read the answer of {url}"))?);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                match serde_json::from_slice::<JobLine<P, D>>(&line)
+                    .with_context(|| format!("unexpected line from {url}"))?
+                {
+                    JobLine::Progress(p) => on_progress(&p),
+                    JobLine::Done(d) => return Ok(d),
+                    JobLine::Error(e) => bail!("{e}"),
+                }
+            }
+        }
+        bail!("{url} ended without a result")
+    }
+}
+
+fn spinner(prefix: &str) -> ProgressBar {
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {prefix} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(prefix.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+fn import_progress(bar: &ProgressBar) -> impl Fn(&ImportProgress) + '_ {
+    move |p: &ImportProgress| {
+        bar.set_message(format!(
+            "{} parsed, {} new, {} problems, file {}: {}",
+            p.parsed,
+            p.inserted,
+            p.errors,
+            p.files_started,
+            p.file.as_deref().unwrap_or("-")
+        ));
+    }
+}
+
+fn print_import(r: &ImportReport) {
+    println!(
+        "files: {} parsed, {} failed, {} ignored; messages: {} parsed, {} new, {} already stored, {} skipped",
+        r.files, r.files_failed, r.files_ignored, r.parsed, r.inserted, r.duplicates, r.skipped
+    );
+    for e in &r.errors {
+        println!("problem: {} at {}: {}", e.file, e.position, e.reason);
+    }
+    if r.errors_not_listed > 0 {
+        println!("... and {} more problems", r.errors_not_listed);
+    }
+}
+
+/// Runs a chat subcommand against `default_server` unless `--server` says otherwise.
+///
+/// # Errors
+/// When the server cannot be reached or answers with an error.
+pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
+    let base = cmd.server.unwrap_or_else(|| default_server.to_owned());
+    let client = Client {
+        http: reqwest::Client::new(),
+        base: base.trim_end_matches('/').to_owned(),
+    };
+    match cmd.action {
+        Action::Import { path } => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            let bar = spinner("import");
+            let report: ImportReport = client
+                .job(
+                    "/api/chat/import",
+                    &ImportBody { path },
+                    import_progress(&bar),
+                )
+                .await?;
+            bar.finish_and_clear();
+            print_import(&report);
+        }
+        Action::Search {
+            filter,
+            sorts,
+            take,
+            skip,
+            json,
+        } => {
+            let req = SearchRequest {
+                filter: filter.into(),
+                sorts,
+                take,
+                skip,
+            };
+            let resp: SearchResponse = client.post("/api/chat/messages/search", &req).await?;
+            for m in resp.messages {
+                if json {
+                    println!("{}", serde_json::to_string(&m)?);
+                } else {
+                    println!(
+                        "{} #{} {} {}: {}",
+                        m.chat_name,
+                        m.id,
+                        m.date.as_deref().unwrap_or("-"),
+                        m.from.as_deref().or(m.actor.as_deref()).unwrap_or("-"),
+                        m.text.replace('\n', " ")
+                    );
+                }
+            }
+        }
+        Action::Count { filter } => {
+            let f: MessageFilter = filter.into();
+            let resp: CountResponse = client.post("/api/chat/messages/count", &f).await?;
+            println!("{}", resp.count);
+        }
+        Action::Delete { filter, all } => {
+            let body = DeleteBody {
+                filter: filter.into(),
+                all,
+            };
+            let resp: DeleteResponse = client.post("/api/chat/messages/delete", &body).await?;
+            println!("deleted {}", resp.deleted);
+        }
+        Action::Users { user: Some(u), .. } => {
+            let c: UserCount = client.get(&format!("/api/chat/users/{u}"), &[]).await?;
+            println!("{}\t{}\t{}", c.id, c.name.unwrap_or_default(), c.count);
+        }
+        Action::Users { user: None, limit } => {
+            let q: Vec<(&str, String)> = limit
+                .map(|l| ("limit", l.to_string()))
+                .into_iter()
+                .collect();
+            let all: Vec<UserCount> = client.get("/api/chat/users", &q).await?;
+            for c in all {
+                println!("{}\t{}\t{}", c.id, c.name.unwrap_or_default(), c.count);
+            }
+        }
+        Action::Audit {
+            service,
+            level,
+            from,
+            to,
+            take,
+        } => {
+            let mut q: Vec<(&str, String)> = Vec::new();
+            q.extend(service.map(|v| ("service", v)));
+            q.extend(level.map(|v| ("level", v)));
+            q.extend(from.map(|v| ("from", v.to_rfc3339())));
+            q.extend(to.map(|v| ("to", v.to_rfc3339())));
+            q.extend(take.map(|v| ("take", v.to_string())));
+            let recs: Vec<AuditRecord> = client.get("/api/chat/audit", &q).await?;
+            for r in recs {
+                println!(
+                    "{} {:5} {} {} {}",
+                    r.created.to_rfc3339(),
+                    r.level,
+                    r.service,
+                    r.message,
+                    r.fields
+                );
+            }
+        }
+        Action::Backup {
+            filter,
+            dir,
+            objects,
+        } => {
+            let target = match (dir, objects) {
+                (Some(d), false) => BackupTarget::Dir(std::path::absolute(&d).unwrap_or(d)),
+                _ => BackupTarget::Objects,
+            };
+            let bar = spinner("backup");
+            let body = BackupBody {
+                filter: filter.into(),
+                target,
+            };
+            let report: BackupReport = client
+                .job("/api/chat/backup", &body, |p: &BackupProgress| {
+                    bar.set_message(format!(
+                        "{} messages, {:.1} MB",
+                        p.messages,
+                        p.bytes as f64 / 1e6
+                    ));
+                })
+                .await?;
+            bar.finish_and_clear();
+            println!(
+                "backed up {} messages ({} bytes) to {}",
+                report.messages, report.bytes, report.location
+            );
+        }
+        Action::Restore { path, object } => {
+            let source = match (path, object) {
+                (Some(p), _) => RestoreSource::Path(std::path::absolute(&p).unwrap_or(p)),
+                (None, Some(k)) => RestoreSource::Object(k),
+                (None, None) => bail!("give a path or --object KEY"),
+            };
+            let bar = spinner("restore");
+            let report: ImportReport = client
+                .job(
+                    "/api/chat/restore",
+                    &RestoreBody { source },
+                    import_progress(&bar),
+                )
+                .await?;
+            bar.finish_and_clear();
+            print_import(&report);
+        }
+    }
+    Ok(())
+}

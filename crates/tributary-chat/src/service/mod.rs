@@ -1,0 +1,211 @@
+//! The chat service: import, search, count, delete, users, audit queries,
+//! backup and restore, over the [`ChatStore`] and the bus.
+//!
+//! Count events: every write transaction stores, next to the rows, one
+//! [`crate::domain::events::UserCountEvent`] per affected sender in the
+//! outbox table (transactional outbox). After commit the service publishes
+//! the outbox and deletes what the bus acknowledged; a relay loop retries
+//! anything left (bus down, crash between commit and publish). Events may
+//! thus be published more than once, never lost; the user consumer applies
+//! each `event_id` once (see [`ChatStore::apply_count_event`]).
+
+mod backup;
+mod import;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+use tributary_bus::{Bus, Record};
+use tributary_storage::Objects;
+
+pub use backup::{BackupProgress, BackupReport, BackupTarget, RestoreSource};
+pub use import::{ImportProgress, ImportReport, ReportedError};
+
+use crate::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
+use crate::domain::{AuditFilter, Message, MessageFilter, SearchRequest};
+use crate::error::{Error, Result};
+use crate::settings::ChatSettings;
+use crate::store::{AuditRecord, ChatStore, UserCount};
+
+/// The chat service. Cheap to clone.
+#[derive(Clone)]
+pub struct ChatService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: ChatStore,
+    bus: Bus,
+    objects: Option<Objects>,
+    settings: ChatSettings,
+    relay: Mutex<()>,
+}
+
+impl std::fmt::Debug for ChatService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatService")
+            .field("bus", &self.inner.bus.describe())
+            .finish()
+    }
+}
+
+impl ChatService {
+    /// Builds the service and creates its topics (idempotent).
+    ///
+    /// # Errors
+    /// [`Error::Bus`] when the topics cannot be created.
+    pub async fn new(
+        store: ChatStore,
+        bus: Bus,
+        objects: Option<Objects>,
+        settings: ChatSettings,
+    ) -> Result<Self> {
+        let partitions = settings.partitions.max(1);
+        bus.create_topic(USER_COUNTER_TOPIC, partitions).await?;
+        bus.create_topic(AUDIT_TOPIC, partitions).await?;
+        Ok(ChatService {
+            inner: Arc::new(Inner {
+                store,
+                bus,
+                objects,
+                settings,
+                relay: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// The store underneath (read-only queries, tests).
+    pub fn store(&self) -> &ChatStore {
+        &self.inner.store
+    }
+
+    /// The bus the service publishes on.
+    pub fn bus(&self) -> Bus {
+        self.inner.bus.clone()
+    }
+
+    /// The settings in effect.
+    pub fn settings(&self) -> &ChatSettings {
+        &self.inner.settings
+    }
+
+    /// A page of messages.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`] for a bad request, [`Error::Sql`].
+    pub async fn search(&self, req: &SearchRequest) -> Result<Vec<Message>> {
+        self.inner.store.search(req).await
+    }
+
+    /// How many messages match.
+    ///
+    /// # Errors
+    /// As [`ChatService::search`].
+    pub async fn count(&self, filter: &MessageFilter) -> Result<u64> {
+        self.inner.store.count(filter).await
+    }
+
+    /// Deletes what matches `filter`. An empty filter deletes everything
+    /// only with `all = true` (a guard against the seed's bug of deleting
+    /// the archive by accident). Count events are published before return
+    /// when the bus answers, else by the relay later.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`], [`Error::Sql`].
+    pub async fn delete(&self, filter: &MessageFilter, all: bool) -> Result<u64> {
+        if filter.is_empty() && !all {
+            return Err(Error::InvalidRequest(
+                "an empty filter would delete every message; pass all=true to mean it".into(),
+            ));
+        }
+        let n = self.inner.store.delete(filter).await?;
+        self.publish_or_defer().await;
+        Ok(n)
+    }
+
+    /// One sender's count, as maintained by the user consumer.
+    ///
+    /// # Errors
+    /// [`Error::Sql`].
+    pub async fn user(&self, id: &str) -> Result<UserCount> {
+        self.inner.store.user_count(id).await
+    }
+
+    /// Senders by count, largest first.
+    ///
+    /// # Errors
+    /// [`Error::Sql`].
+    pub async fn users(&self, limit: Option<u32>) -> Result<Vec<UserCount>> {
+        self.inner.store.top_users(limit).await
+    }
+
+    /// Stored log records.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRequest`], [`Error::Sql`].
+    pub async fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditRecord>> {
+        self.inner.store.query_audit(f).await
+    }
+
+    /// Publishes every outbox event and removes the acknowledged ones.
+    /// Returns how many were published.
+    ///
+    /// # Errors
+    /// [`Error::Bus`] on the first refused send (acknowledged ones are
+    /// removed, the rest stay for the next try); [`Error::Sql`].
+    pub async fn publish_outbox(&self) -> Result<u64> {
+        let _one_relay = self.inner.relay.lock().await;
+        let mut published = 0u64;
+        loop {
+            let rows = self.inner.store.outbox_pending(500).await?;
+            if rows.is_empty() {
+                return Ok(published);
+            }
+            let sends = rows.iter().map(|r| {
+                self.inner.bus.send(Record::new(
+                    r.topic.clone(),
+                    r.key.clone().into_bytes(),
+                    r.payload.clone().into_bytes(),
+                ))
+            });
+            let results = join_all(sends).await;
+            let mut done = Vec::with_capacity(rows.len());
+            let mut failure = None;
+            for (row, res) in rows.iter().zip(results) {
+                match res {
+                    Ok(_) => done.push(row.id),
+                    Err(e) => failure = failure.or(Some(e)),
+                }
+            }
+            self.inner.store.outbox_remove(&done).await?;
+            published += done.len() as u64;
+            if let Some(e) = failure {
+                return Err(e.into());
+            }
+        }
+    }
+
+    /// Publishes the outbox; on failure logs and leaves it to the relay.
+    pub(crate) async fn publish_or_defer(&self) {
+        if let Err(e) = self.publish_outbox().await {
+            tracing::warn!(error = %e, "count events not published yet; the relay retries");
+        }
+    }
+
+    /// Relay loop: publishes the outbox every `relay_interval_ms` until
+    /// `shutdown`, then once more.
+    pub async fn relay(&self, shutdown: CancellationToken) {
+        let every = Duration::from_millis(self.inner.settings.relay_interval_ms.max(10));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = tokio::time::sleep(every) => {}
+            }
+            self.publish_or_defer().await;
+        }
+        self.publish_or_defer().await;
+    }
+}

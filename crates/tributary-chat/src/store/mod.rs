@@ -1,0 +1,64 @@
+//! The chat archive's tables, on PostgreSQL or SQLite through the storage
+//! port's [`Database`]: messages (with a full-text index), the outbox of
+//! count events, per-user counts, applied event ids, and the audit log.
+//!
+//! Failure: every method returns [`Error::Sql`] when the database fails;
+//! a method that writes does so in one transaction, so a failure (or a
+//! dropped future) leaves nothing half-written.
+
+mod audit;
+mod messages;
+pub(crate) mod sql;
+mod users;
+
+use sqlx::migrate::Migrator;
+use tributary_storage::{Database, Migrations};
+
+pub use audit::AuditRecord;
+pub use messages::{InsertOutcome, OutboxRow};
+pub use users::UserCount;
+
+use crate::error::{Error, Result};
+use sql::Pool;
+
+/// The chat migrations of both dialects. Other systems share the database
+/// and its migration table, so their (differently numbered) migrations are
+/// ignored here instead of failing as "applied but missing".
+fn migrators() -> (Migrator, Migrator) {
+    let mut pg = sqlx::migrate!("migrations/postgres");
+    let mut lite = sqlx::migrate!("migrations/sqlite");
+    pg.set_ignore_missing(true);
+    lite.set_ignore_missing(true);
+    (pg, lite)
+}
+
+/// The chat archive's tables in one database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ChatStore {
+    pool: Pool,
+}
+
+impl ChatStore {
+    /// Wraps `db` and applies the chat migrations of its dialect.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when a migration fails.
+    pub async fn open(db: &Database) -> Result<Self> {
+        let (pg, lite) = migrators();
+        db.migrate(&Migrations {
+            postgres: &pg,
+            sqlite: &lite,
+        })
+        .await?;
+        let pool = match (db.as_postgres(), db.as_sqlite()) {
+            (Some(p), _) => Pool::Pg(p.clone()),
+            (None, Some(p)) => Pool::Lite(p.clone()),
+            (None, None) => {
+                return Err(Error::InvalidRequest(
+                    "the database is neither PostgreSQL nor SQLite".into(),
+                ))
+            }
+        };
+        Ok(ChatStore { pool })
+    }
+}
