@@ -52,7 +52,7 @@ const MAX_CONCURRENCY: usize = 4;
 ///   `AWS_ENDPOINT`, ...). A custom `endpoint` uses path-style requests
 ///   (`ENDPOINT/BUCKET/key`), as MinIO, SeaweedFS and most S3-compatible
 ///   servers expect.
-#[derive(Clone, Default, serde::Deserialize)]
+#[derive(Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ObjectsConfig {
     /// `file://DIR` or `s3://BUCKET/optional/prefix`.

@@ -29,8 +29,8 @@ pub struct Settings {
     pub bus: BusConfig,
     /// SQL database.
     pub sql: SqlSettings,
-    /// Object store.
-    pub objects: ObjectsSettings,
+    /// Object store (`url` empty = `file://DATA/objects`).
+    pub objects: tributary_storage::ObjectsConfig,
     /// Cache.
     pub cache: CacheSettings,
     /// Logistics system.
@@ -48,7 +48,7 @@ impl Default for Settings {
             telemetry: TelemetryConfig::default(),
             bus: BusConfig::default(),
             sql: SqlSettings::default(),
-            objects: ObjectsSettings::default(),
+            objects: tributary_storage::ObjectsConfig::default(),
             cache: CacheSettings::default(),
             logistics: tributary_logistics::LogisticsSettings::default(),
             chat: tributary_chat::ChatSettings::default(),
@@ -85,40 +85,6 @@ impl Default for SqlSettings {
             max_connections: 10,
             acquire_timeout_secs: 5,
         }
-    }
-}
-
-/// Object store settings.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct ObjectsSettings {
-    /// `s3://bucket/prefix` or `file://DIR`; empty = `file://DATA/objects`.
-    pub url: String,
-    /// S3 endpoint for S3-compatible servers (MinIO, SeaweedFS).
-    pub endpoint: Option<String>,
-    /// S3 region.
-    pub region: Option<String>,
-    /// S3 access key id.
-    pub access_key_id: Option<String>,
-    /// S3 secret (never printed).
-    pub secret_access_key: Option<String>,
-    /// Allow plain-HTTP endpoints.
-    pub allow_http: bool,
-}
-
-impl std::fmt::Debug for ObjectsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectsSettings")
-            .field("url", &redact(&self.url))
-            .field("endpoint", &self.endpoint.as_deref().map(redact))
-            .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "***"),
-            )
-            .field("allow_http", &self.allow_http)
-            .finish()
     }
 }
 
@@ -186,11 +152,7 @@ impl Settings {
     pub fn objects_config(&self) -> tributary_storage::ObjectsConfig {
         tributary_storage::ObjectsConfig {
             url: self.objects_url(),
-            endpoint: self.objects.endpoint.clone(),
-            region: self.objects.region.clone(),
-            access_key_id: self.objects.access_key_id.clone(),
-            secret_access_key: self.objects.secret_access_key.clone(),
-            allow_http: self.objects.allow_http,
+            ..self.objects.clone()
         }
     }
 
