@@ -24,4 +24,4 @@ mod sql;
 pub use cache::{Cache, CacheConfig, CacheKind};
 pub use error::{Error, Result};
 pub use objects::{ObjectInfo, ObjectWriter, Objects, ObjectsConfig, DEFAULT_PART_SIZE};
-pub use sql::{Database, DatabaseKind, Migrations, SqlConfig};
+pub use sql::{BeginWrite, Database, DatabaseKind, Migrations, SqlConfig};

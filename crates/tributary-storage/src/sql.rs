@@ -308,3 +308,34 @@ fn connect_error(e: sqlx::Error, redacted: &str, config: &SqlConfig) -> Error {
         reason,
     }
 }
+
+/// Starts a transaction that is going to write.
+///
+/// On SQLite this is `BEGIN IMMEDIATE`, which takes the write lock up front
+/// (waiting up to the busy timeout). A plain deferred `BEGIN` that reads
+/// first and writes later fails at once with "database is locked"
+/// (`SQLITE_BUSY_SNAPSHOT`, which no busy timeout can wait out) whenever
+/// another connection committed in between. On PostgreSQL it is a plain `BEGIN`.
+pub trait BeginWrite {
+    /// The driver.
+    type Db: sqlx::Database;
+    /// Begins the write transaction.
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>>
+           + Send;
+}
+
+impl BeginWrite for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+        self.begin().await
+    }
+}
+
+impl BeginWrite for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.begin_with("BEGIN IMMEDIATE").await
+    }
+}

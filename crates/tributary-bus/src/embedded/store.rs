@@ -263,7 +263,7 @@ async fn append(pool: &SqlitePool, batches: &[PartitionBatch]) -> Result<(), sql
     if batches.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for b in batches {
         sqlx::query(
             "INSERT INTO bus_batches(topic, partition, base_offset, last_offset, records)
@@ -337,6 +337,10 @@ pub(crate) async fn end_offset(pool: &SqlitePool, topic: &str, partition: i32) -
 }
 
 /// Commits `offsets` ((topic, partition) -> next offset) for `group`.
+///
+/// The transaction runs in its own task, so a caller that is cancelled
+/// (`recv` dropped by a timeout) never leaves a half-done write transaction
+/// holding SQLite's write lock on an idle pooled connection.
 pub(crate) async fn commit(
     pool: &SqlitePool,
     group: &str,
@@ -345,7 +349,18 @@ pub(crate) async fn commit(
     if offsets.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
+    let (pool, group, offsets) = (pool.clone(), group.to_string(), offsets.clone());
+    tokio::spawn(async move { commit_now(&pool, &group, &offsets).await })
+        .await
+        .map_err(|e| Error::Timeout(format!("offset commit task: {e}")))?
+}
+
+async fn commit_now(
+    pool: &SqlitePool,
+    group: &str,
+    offsets: &HashMap<(String, i32), i64>,
+) -> Result<()> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for ((topic, partition), next) in offsets {
         sqlx::query(
             "INSERT INTO bus_offsets(grp, topic, partition, next_offset) VALUES (?, ?, ?, ?)

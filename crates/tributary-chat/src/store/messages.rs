@@ -2,6 +2,7 @@
 //! and the outbox the count events travel through.
 
 use std::collections::HashMap;
+use tributary_storage::BeginWrite;
 
 use chrono::{NaiveDateTime, Utc};
 use futures::TryStreamExt;
@@ -316,7 +317,7 @@ impl ChatStore {
         ins.push(" ON CONFLICT (chat_key, message_id) DO NOTHING RETURNING user_key, user_name");
 
         on_pool!(&self.pool, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             bind_args!(sqlx::query(chat_stmt.sql_for(pool)), chat_stmt.args)
                 .execute(&mut *tx)
                 .await?;
@@ -433,7 +434,7 @@ impl ChatStore {
         push_filter(&mut s, filter, self.pool.dialect());
         s.push(" RETURNING user_key, user_name");
         on_pool!(&self.pool, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let mut deleted = 0u64;
             let mut deltas: HashMap<String, (Option<String>, i64)> = HashMap::new();
             {

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use tributary_storage::BeginWrite;
 
 use super::sql::{bind_args, on_pool, Arg, Stmt};
 use super::ChatStore;
@@ -43,7 +44,7 @@ impl ChatStore {
              user_name = COALESCE(excluded.user_name, chat_user_counts.user_name)",
         );
         on_pool!(&self.pool, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let fresh = bind_args!(sqlx::query(mark.sql_for(pool)), mark.args)
                 .execute(&mut *tx)
                 .await?

@@ -3,6 +3,7 @@
 //! single `UPDATE ... RETURNING` statement claims atomically.
 
 use std::time::Duration;
+use tributary_storage::BeginWrite;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
@@ -56,7 +57,7 @@ async fn add_event(tx: &mut Transaction<'_, Sqlite>, kind: EventType, p: &Packag
 }
 
 pub(super) async fn create(pool: &SqlitePool, new: &NewPackage) -> Result<Package> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_write().await?;
     let row = sqlx::query(&format!(
         "INSERT INTO package (title, material, max_volume, reusable, created_at) VALUES (?, ?, ?, ?, ?) RETURNING {COLS}"
     ))
@@ -98,7 +99,7 @@ pub(super) async fn update(
     id: PackageId,
     u: &PackageUpdate,
 ) -> Result<Option<Package>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_write().await?;
     let row = sqlx::query(&format!(
         "UPDATE package SET title = COALESCE(?2, title), material = COALESCE(?3, material), \
          max_volume = COALESCE(?4, max_volume), reusable = COALESCE(?5, reusable), updated_at = ?6 \
@@ -120,7 +121,7 @@ pub(super) async fn update(
 }
 
 pub(super) async fn remove(pool: &SqlitePool, id: PackageId) -> Result<Option<Package>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_write().await?;
     let row = sqlx::query(&format!(
         "DELETE FROM package WHERE id = ? RETURNING {COLS}"
     ))
@@ -200,7 +201,7 @@ pub(super) async fn release(
     items: &[(i64, Release)],
 ) -> Result<()> {
     let t = now();
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_write().await?;
     for (id, r) in items {
         let (attempts, next) = match r {
             Release::Untried => (0, t),
