@@ -1,5 +1,5 @@
-//! Running the chat system in a process: the REST server, the outbox
-//! relay, the user-counter and audit consumers, and the audit shipper.
+//! Running the chat system in a process: the REST and gRPC servers, the
+//! outbox relay, the user-counter and audit consumers, and the audit shipper.
 
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ pub async fn build(backends: &Backends, settings: &ChatSettings) -> anyhow::Resu
 /// this process's audit layer, if one is installed.
 ///
 /// # Errors
-/// When the HTTP listener cannot bind or a consumer fails for good.
+/// When the REST or gRPC listener cannot bind or a consumer fails for good.
 pub async fn run(
     backends: Backends,
     settings: ChatSettings,
@@ -72,9 +72,19 @@ pub async fn run(
         .await
         .with_context(|| format!("bind the chat API on {}", settings.listen))?;
     let addr = listener.local_addr().context("chat API address")?;
-    tracing::info!(api = %format!("http://{addr}"), openapi = %format!("http://{addr}/openapi.json"), "chat API listening");
+    let grpc_listener = tokio::net::TcpListener::bind(settings.grpc_listen)
+        .await
+        .with_context(|| format!("bind the chat gRPC API on {}", settings.grpc_listen))?;
+    let grpc_addr = grpc_listener.local_addr().context("chat gRPC address")?;
+    tracing::info!(api = %format!("http://{addr}"), openapi = %format!("http://{addr}/openapi.json"),
+        grpc = %grpc_addr, "chat API listening");
 
     let mut tasks = tokio::task::JoinSet::new();
+    {
+        let svc = service.clone();
+        let token = shutdown.clone();
+        tasks.spawn(async move { crate::api::grpc::serve(grpc_listener, svc, token).await });
+    }
     {
         let router = crate::api::router(service.clone());
         let token = shutdown.clone();

@@ -11,7 +11,8 @@
 //!   [`service`] imports, searches, deletes, backs up and restores,
 //!   [`consumers`] maintain per-user counts and the audit log from the bus,
 //!   [`audit_layer`] ships log records to the bus, [`api`] serves REST with an
-//!   OpenAPI document, [`cli`] is `tributary chat ...`, [`app`] runs it all.
+//!   OpenAPI document and gRPC ([`proto`]), [`cli`] is `tributary chat ...`,
+//!   [`app`] runs it all.
 //!
 //! Entry point: [`parse_path`] walks a file, directory or zip and hands every
 //! message to a callback; a broken file is reported as a
@@ -28,6 +29,7 @@ pub mod consumers;
 pub mod domain;
 mod error;
 pub mod parse;
+pub mod proto;
 pub mod service;
 mod settings;
 pub mod store;

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub struct ChatSettings {
     /// Address of the REST API.
     pub listen: SocketAddr,
+    /// Address of the gRPC API (port 0 picks a free port).
+    pub grpc_listen: SocketAddr,
     /// Base URL the CLI talks to.
     pub server: String,
     /// Messages per insert transaction during import.
@@ -29,6 +31,7 @@ impl Default for ChatSettings {
     fn default() -> Self {
         ChatSettings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8471)),
             server: "http://127.0.0.1:8470".into(),
             batch_size: 1000,
             partitions: 3,

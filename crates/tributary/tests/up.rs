@@ -27,10 +27,11 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 }
 
 /// Every service listener on a free port, so tests never clash with each other or the machine.
-const SERVICE_PORTS_ANY: [(&str, &str); 3] = [
+const SERVICE_PORTS_ANY: [(&str, &str); 4] = [
     ("TRIBUTARY__LOGISTICS__GRPC_LISTEN", "127.0.0.1:0"),
     ("TRIBUTARY__LOGISTICS__HTTP_LISTEN", "127.0.0.1:0"),
     ("TRIBUTARY__CHAT__LISTEN", "127.0.0.1:0"),
+    ("TRIBUTARY__CHAT__GRPC_LISTEN", "127.0.0.1:0"),
 ];
 
 fn tributary() -> Command {

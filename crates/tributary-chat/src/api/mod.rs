@@ -1,5 +1,7 @@
-//! The chat system's public APIs: REST (axum) with its OpenAPI document.
+//! The chat system's public APIs: REST (axum) with its OpenAPI document,
+//! and gRPC (tonic) with reflection and health.
 
+pub mod grpc;
 pub mod openapi;
 pub mod rest;
 mod views;

@@ -1,0 +1,322 @@
+//! gRPC API `tributary.chat.v1` (`proto/`): the chat, user, audit and
+//! backup services over [`ChatService`], server reflection (v1 and
+//! v1alpha) and the standard `grpc.health.v1` service.
+//!
+//! Long jobs (import, export, restore) are server streams: progress
+//! messages, then one report. Errors become a [`Status`] in exactly one
+//! place, `From<Error> for Status`.
+
+mod convert;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use anyhow::Context as _;
+use futures::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::proto::v1 as pb;
+use crate::proto::v1::audit_service_server::{self, AuditServiceServer};
+use crate::proto::v1::backup_service_server::{self, BackupServiceServer};
+use crate::proto::v1::chat_service_server::{self, ChatServiceServer};
+use crate::proto::v1::user_service_server::{self, UserServiceServer};
+use crate::service::ChatService;
+
+/// Stream messages buffered per call; progress beyond this is dropped
+/// (only the latest matters), the final report never is.
+const STREAM_BUFFER: usize = 32;
+
+/// The one mapping of the crate's errors to gRPC: a bad request is
+/// `INVALID_ARGUMENT` with its reason, a missing path or object is
+/// `NOT_FOUND`, anything else is `INTERNAL` "internal error" — logged here,
+/// once, and never detailed to the client.
+impl From<Error> for Status {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::InvalidRequest(msg) => Status::invalid_argument(msg.clone()),
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Status::not_found(e.to_string())
+            }
+            Error::Storage(s) if s.is_not_found() => Status::not_found(s.to_string()),
+            Error::Storage(tributary_storage::Error::InvalidKey { .. })
+            | Error::Io { .. }
+            | Error::Json { .. }
+            | Error::Html { .. }
+            | Error::Csv { .. }
+            | Error::Parquet { .. }
+            | Error::Zip { .. }
+            | Error::InvalidMessage { .. } => Status::invalid_argument(e.to_string()),
+            Error::Read { .. }
+            | Error::Sql(_)
+            | Error::Storage(_)
+            | Error::Bus(_)
+            | Error::File { .. }
+            | Error::Task(_) => {
+                tracing::error!(error = %e, "chat gRPC request failed");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// A server stream of one long job.
+pub type JobStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// Progress callback handed to a job.
+type Progress<P> = Box<dyn Fn(&P) + Send + Sync>;
+
+/// Whether a job stops when the client goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnDisconnect {
+    /// Abort the job (imports: committed batches stay, which is safe
+    /// because imports are idempotent).
+    Cancel,
+    /// Let it finish (exports: a cancelled one could leave a partial file).
+    Finish,
+}
+
+/// Runs `job` in a task and streams its progress and outcome: progress
+/// messages (dropped when the client reads slower than the job runs), then
+/// the report or the error status.
+fn job_stream<T, P, D, F, Fut>(
+    on_disconnect: OnDisconnect,
+    progress_msg: fn(&P) -> T,
+    done_msg: fn(D) -> T,
+    job: F,
+) -> JobStream<T>
+where
+    T: Send + 'static,
+    P: 'static,
+    D: Send + 'static,
+    F: FnOnce(Progress<P>) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<D, Error>> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel::<Result<T, Status>>(STREAM_BUFFER);
+    tokio::spawn(async move {
+        let progress_tx = tx.clone();
+        let work = job(Box::new(move |p: &P| {
+            let _ = progress_tx.try_send(Ok(progress_msg(p)));
+        }));
+        // Its own task, so a panic becomes an INTERNAL status, not a silent end.
+        let mut handle = tokio::spawn(work);
+        let joined = match on_disconnect {
+            OnDisconnect::Cancel => tokio::select! {
+                r = &mut handle => r,
+                () = tx.closed() => {
+                    handle.abort();
+                    tracing::info!("chat gRPC client went away; job cancelled");
+                    return;
+                }
+            },
+            OnDisconnect::Finish => handle.await,
+        };
+        let outcome = joined
+            .map_err(|e| Error::Task(format!("chat gRPC job: {e}")))
+            .and_then(|r| r);
+        let _ = tx.send(outcome.map(done_msg).map_err(Status::from)).await;
+    });
+    Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+/// The gRPC handlers of all four services. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct GrpcApi {
+    svc: ChatService,
+}
+
+impl GrpcApi {
+    /// Handlers over `svc`.
+    pub fn new(svc: ChatService) -> Self {
+        GrpcApi { svc }
+    }
+}
+
+#[tonic::async_trait]
+impl chat_service_server::ChatService for GrpcApi {
+    type ImportStream = JobStream<pb::ImportEvent>;
+
+    #[tracing::instrument(skip_all, fields(path = %req.get_ref().path))]
+    async fn import(
+        &self,
+        req: Request<pb::ImportRequest>,
+    ) -> Result<Response<Self::ImportStream>, Status> {
+        let path = req.into_inner().path;
+        if path.is_empty() {
+            return Err(Status::invalid_argument("path is empty"));
+        }
+        let svc = self.svc.clone();
+        Ok(Response::new(job_stream(
+            OnDisconnect::Cancel,
+            convert::import_progress,
+            convert::import_report,
+            move |progress| async move { svc.import(path.as_ref(), &progress).await },
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn count(
+        &self,
+        req: Request<pb::CountRequest>,
+    ) -> Result<Response<pb::CountResponse>, Status> {
+        let filter = convert::filter(req.into_inner().filter)?;
+        let count = self.svc.count(&filter).await?;
+        Ok(Response::new(pb::CountResponse { count }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let req = convert::search(req.into_inner())?;
+        let messages = self.svc.search(&req).await?;
+        Ok(Response::new(pb::SearchResponse {
+            messages: messages.iter().map(Into::into).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(all = req.get_ref().all))]
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let r = req.into_inner();
+        let filter = convert::filter(r.filter)?;
+        let deleted = self.svc.delete(&filter, r.all).await?;
+        Ok(Response::new(pb::DeleteResponse { deleted }))
+    }
+}
+
+#[tonic::async_trait]
+impl user_service_server::UserService for GrpcApi {
+    #[tracing::instrument(skip_all)]
+    async fn get_user(
+        &self,
+        req: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::GetUserResponse>, Status> {
+        let user = self.svc.user(&req.into_inner().id).await?;
+        Ok(Response::new(pb::GetUserResponse {
+            user: Some(user.into()),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_users_messages_count(
+        &self,
+        req: Request<pb::GetUsersMessagesCountRequest>,
+    ) -> Result<Response<pb::GetUsersMessagesCountResponse>, Status> {
+        let users = self.svc.users(req.into_inner().limit).await?;
+        Ok(Response::new(pb::GetUsersMessagesCountResponse {
+            users: users.into_iter().map(Into::into).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl audit_service_server::AuditService for GrpcApi {
+    #[tracing::instrument(skip_all)]
+    async fn query(
+        &self,
+        req: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let filter = convert::audit_filter(req.into_inner())?;
+        let records = self.svc.audit(&filter).await?;
+        Ok(Response::new(pb::QueryResponse {
+            records: records.into_iter().map(Into::into).collect(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl backup_service_server::BackupService for GrpcApi {
+    type ExportStream = JobStream<pb::ExportEvent>;
+    type RestoreStream = JobStream<pb::ImportEvent>;
+
+    #[tracing::instrument(skip_all)]
+    async fn export(
+        &self,
+        req: Request<pb::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        let r = req.into_inner();
+        let format = convert::backup_format(r.format)?;
+        let filter = convert::filter(r.filter)?;
+        let target = convert::backup_target(r.target)?;
+        let svc = self.svc.clone();
+        Ok(Response::new(job_stream(
+            OnDisconnect::Finish,
+            convert::backup_progress,
+            convert::backup_report,
+            move |progress| async move { svc.backup(&filter, &target, format, &progress).await },
+        )))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn restore(
+        &self,
+        req: Request<pb::RestoreRequest>,
+    ) -> Result<Response<Self::RestoreStream>, Status> {
+        let source = convert::restore_source(req.into_inner().source)?;
+        let svc = self.svc.clone();
+        Ok(Response::new(job_stream(
+            OnDisconnect::Cancel,
+            convert::import_progress,
+            convert::import_report,
+            move |progress| async move { svc.restore(&source, &progress).await },
+        )))
+    }
+}
+
+/// The full gRPC router: the four chat services, reflection and health.
+///
+/// # Errors
+/// When the embedded descriptor set cannot be decoded (a build bug).
+pub async fn router(svc: ChatService) -> anyhow::Result<tonic::transport::server::Router> {
+    let api = GrpcApi::new(svc);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<ChatServiceServer<GrpcApi>>().await;
+    health.set_serving::<UserServiceServer<GrpcApi>>().await;
+    health.set_serving::<AuditServiceServer<GrpcApi>>().await;
+    health.set_serving::<BackupServiceServer<GrpcApi>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("build gRPC reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("build gRPC reflection v1alpha")?;
+    Ok(tonic::transport::Server::builder()
+        .add_service(ChatServiceServer::new(api.clone()))
+        .add_service(UserServiceServer::new(api.clone()))
+        .add_service(AuditServiceServer::new(api.clone()))
+        .add_service(BackupServiceServer::new(api))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha))
+}
+
+/// Serves the gRPC API on `listener` until `shutdown` fires, then lets
+/// in-flight calls finish.
+///
+/// # Errors
+/// When the router cannot be built or the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    svc: ChatService,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = router(svc).await?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    router
+        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+        .await
+        .context("chat gRPC server")
+}
