@@ -11,10 +11,13 @@
 //!
 //! Both adapters give the same semantics (see [`EventBus`]); one conformance
 //! suite (`tests/conformance.rs`) runs every scenario against both.
+//! Wrappers: [`unreliable`] injects outages, [`namespaced`] prefixes topic
+//! and group names (isolation on a shared broker).
 
 pub mod embedded;
 mod error;
 pub mod kafka;
+pub mod namespaced;
 pub mod partitioner;
 mod port;
 mod record;

@@ -119,6 +119,15 @@ pub async fn run(
         });
     }
     {
+        let store = service.store().clone();
+        let users = settings.users.clone();
+        let token = shutdown.clone();
+        tasks.spawn(async move {
+            crate::consumers::prune_applied_events(store, users, token).await;
+            Ok(())
+        });
+    }
+    {
         let bus = backends.bus.clone();
         let handler = Arc::new(AuditHandler::new(service.store().clone()));
         let token = shutdown.clone();

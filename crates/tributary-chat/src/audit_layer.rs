@@ -37,6 +37,29 @@ pub struct AuditLayer {
     tx: mpsc::Sender<AuditEvent>,
     min_rank: i32,
     dropped: Arc<AtomicU64>,
+    namer: ServiceNamer,
+}
+
+/// A function from a tracing target to a service name.
+type NameFn = dyn Fn(&str) -> String + Send + Sync;
+
+/// Derives a record's `service` from its tracing target.
+#[derive(Clone, Default)]
+struct ServiceNamer(Option<Arc<NameFn>>);
+
+impl std::fmt::Debug for ServiceNamer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "custom" } else { "crate" })
+    }
+}
+
+impl ServiceNamer {
+    fn name(&self, target: &str) -> String {
+        match &self.0 {
+            Some(f) => f(target),
+            None => target.split("::").next().unwrap_or(target).to_owned(),
+        }
+    }
 }
 
 /// The receiving end, handed to [`ship`].
@@ -52,11 +75,23 @@ pub fn audit_layer(settings: &AuditSettings) -> (AuditLayer, AuditQueue) {
         tx,
         min_rank: level_rank(&settings.level).unwrap_or(3),
         dropped: Arc::new(AtomicU64::new(0)),
+        namer: ServiceNamer::default(),
     };
     (layer, AuditQueue { rx })
 }
 
 impl AuditLayer {
+    /// Names the `service` of each record with `namer(target)` instead of
+    /// the default, the target's first path segment (its crate).
+    #[must_use]
+    pub fn with_service_namer(
+        mut self,
+        namer: impl Fn(&str) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.namer = ServiceNamer(Some(Arc::new(namer)));
+        self
+    }
+
     /// Records dropped so far because the queue was full.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -112,7 +147,7 @@ impl<S: Subscriber> Layer<S> for AuditLayer {
         event.record(&mut fields);
         let ev = AuditEvent {
             id: uuid::Uuid::new_v4().to_string(),
-            service: target.split("::").next().unwrap_or(target).to_owned(),
+            service: self.namer.name(target),
             level: meta.level().as_str().to_owned(),
             message: fields.message,
             created: chrono::Utc::now(),

@@ -38,4 +38,4 @@ pub use domain::{Link, Message, MessageDate, MessageKind};
 pub use error::{Error, Position, Result};
 pub use parse::{parse_path, FileError, FileKind, ParseEvent, Summary};
 pub use service::ChatService;
-pub use settings::{AuditSettings, ChatSettings};
+pub use settings::{AuditSettings, ChatSettings, UserCounterSettings};

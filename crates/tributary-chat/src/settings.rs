@@ -25,6 +25,8 @@ pub struct ChatSettings {
     pub backup_prefix: String,
     /// Log shipping to the audit service.
     pub audit: AuditSettings,
+    /// The user counter's bookkeeping of applied events (`[chat.users]`).
+    pub users: UserCounterSettings,
 }
 
 impl Default for ChatSettings {
@@ -38,6 +40,7 @@ impl Default for ChatSettings {
             relay_interval_ms: 1000,
             backup_prefix: "chat-backups".into(),
             audit: AuditSettings::default(),
+            users: UserCounterSettings::default(),
         }
     }
 }
@@ -61,6 +64,41 @@ impl Default for AuditSettings {
             enabled: true,
             level: "warn".into(),
             queue: 10_000,
+        }
+    }
+}
+
+/// How long the user counter remembers the ids of applied count events.
+///
+/// An id is the only thing that stops a redelivered event from being
+/// counted twice, so the retention must exceed the longest time an applied
+/// event can still be delivered again: records behind a consumer's last
+/// committed offset (a crash redelivers them when the group resumes, which
+/// may be after a long outage), and outbox rows published but not yet
+/// deleted (republished by the relay after a restart). On Kafka nothing
+/// older than the topic's retention can come back; the default, 7 days,
+/// equals Kafka's default `log.retention.hours`. Raise it with the topic
+/// retention, and never reset a group's offsets to before the retention.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UserCounterSettings {
+    /// Ids applied longer ago than this are deleted, hours.
+    pub applied_retention_hours: u64,
+    /// How often old ids are deleted, seconds (the first run comes one
+    /// interval after start, so a restarted relay has republished its
+    /// leftovers by then).
+    pub prune_interval_secs: u64,
+    /// Ids deleted per statement (short transactions; batches repeat
+    /// until nothing old is left).
+    pub prune_batch: u32,
+}
+
+impl Default for UserCounterSettings {
+    fn default() -> Self {
+        UserCounterSettings {
+            applied_retention_hours: 7 * 24,
+            prune_interval_secs: 3600,
+            prune_batch: 5_000,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! shutdown token, and the backends, each connected once on first use and
 //! registered for `/readyz`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -21,6 +22,7 @@ pub struct Context {
     /// Cancelled on SIGINT/SIGTERM.
     pub shutdown: CancellationToken,
     bus: OnceCell<Bus>,
+    bus_in_readiness: AtomicBool,
     db: OnceCell<Database>,
     objects: OnceCell<Objects>,
     cache: OnceCell<Cache>,
@@ -34,14 +36,25 @@ impl Context {
             readiness: Readiness::default(),
             shutdown,
             bus: OnceCell::new(),
+            bus_in_readiness: AtomicBool::new(false),
             db: OnceCell::new(),
             objects: OnceCell::new(),
             cache: OnceCell::new(),
         }
     }
 
-    /// The event bus (connected on first call).
+    /// The event bus (connected on first call), registered for `/readyz`.
     pub async fn bus(&self) -> anyhow::Result<Bus> {
+        let bus = self.bus_unchecked().await?;
+        if !self.bus_in_readiness.swap(true, Ordering::SeqCst) {
+            self.readiness.register(Arc::new(BusHealth(bus.clone())));
+        }
+        Ok(bus)
+    }
+
+    /// The same event bus, without making it a readiness dependency (for
+    /// best-effort users such as the audit shipper).
+    pub async fn bus_unchecked(&self) -> anyhow::Result<Bus> {
         self.bus
             .get_or_try_init(|| async {
                 let url = self.settings.bus_url();
@@ -49,7 +62,6 @@ impl Context {
                     .await
                     .context("cannot open the event bus")?;
                 tracing::info!(bus = %bus.describe(), "event bus connected");
-                self.readiness.register(Arc::new(BusHealth(bus.clone())));
                 Ok(bus)
             })
             .await

@@ -4,6 +4,7 @@
 //! `tributary serve NAME` runs one against real backends; other subcommands
 //! are clients and tools. Thin: parse, build, run.
 
+mod audit;
 mod bench;
 mod cli;
 mod context;

@@ -2,6 +2,7 @@
 //! server and services, wait for shutdown.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tributary_platform::admin::{self, VersionInfo};
@@ -34,7 +35,13 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             if let Some(dir) = args.data_dir {
                 settings.data_dir = dir;
             }
-            serve(settings, services::registry(), true).await
+            serve(
+                settings,
+                services::registry(),
+                true,
+                crate::audit::UP_PROCESS,
+            )
+            .await
         }
         Command::Serve(args) => {
             let Some(svc) = services::find(&args.service) else {
@@ -49,7 +56,8 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                     }
                 );
             };
-            serve(settings, vec![svc], false).await
+            let process = svc.name();
+            serve(settings, vec![svc], false, process).await
         }
         Command::Logistics(cmd) => {
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
@@ -70,17 +78,19 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Starts telemetry, the backends (all of them for `up`), the admin server
-/// and `services`; returns after shutdown once every service has drained.
+/// Starts telemetry with the audit layer, the backends (all of them for
+/// `up`), the admin server, the audit shipper and `services`; returns
+/// after shutdown once every service has drained and the shipper has sent
+/// what they logged while stopping. `process` names the process in audit
+/// records (see [`crate::audit`]).
 async fn serve(
     settings: Settings,
     services: Vec<Arc<dyn Service>>,
     all_backends: bool,
+    process: &str,
 ) -> anyhow::Result<()> {
-    let _guard = telemetry::init(
-        &settings.telemetry,
-        crate::systems::chat::telemetry_layers(&settings),
-    )?;
+    let (audit_layers, audit_queue) = crate::audit::layers(&settings, process);
+    let _guard = telemetry::init(&settings.telemetry, audit_layers)?;
     let _ = telemetry::prometheus();
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let ctx = Arc::new(Context::new(settings, shutdown::on_signals()));
@@ -113,6 +123,15 @@ async fn serve(
         data_dir = %ctx.settings.data_dir.display(),
         "tributary is up; Ctrl-C stops it"
     );
+    // One shipper per process, stopped only after the services have drained.
+    let stop_shipping = tributary_platform::CancellationToken::new();
+    let shipper = audit_queue.map(|queue| {
+        tokio::spawn(crate::audit::run_shipper(
+            ctx.clone(),
+            queue,
+            stop_shipping.clone(),
+        ))
+    });
     let mut tasks = tokio::task::JoinSet::new();
     for svc in services {
         let ctx = ctx.clone();
@@ -147,6 +166,11 @@ async fn serve(
         if let Ok((name, Err(e))) = joined {
             tracing::error!(service = name, error = %format!("{e:#}"), "service failed while stopping");
         }
+    }
+    stop_shipping.cancel();
+    if let Some(shipper) = shipper {
+        // Bounded: the shipper drains for at most 5 s.
+        let _ = tokio::time::timeout(Duration::from_secs(10), shipper).await;
     }
     let _ = admin_task.await;
     tracing::info!("stopped");

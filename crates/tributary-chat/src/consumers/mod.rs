@@ -5,7 +5,9 @@ mod audit;
 mod user_counter;
 
 pub use audit::AuditHandler;
-pub use user_counter::UserCounterHandler;
+pub use user_counter::{
+    prune_applied_before, prune_applied_events, run_pruning, UserCounterHandler,
+};
 
 /// Consumer group of the user counter.
 pub const USER_COUNTER_GROUP: &str = "chat-user-counter";

@@ -1,5 +1,6 @@
 //! The user service's tables: counts and the ids of applied events.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tributary_storage::BeginWrite;
@@ -55,6 +56,44 @@ impl ChatStore {
             }
             tx.commit().await?;
             Ok(fresh)
+        })
+    }
+
+    /// Forgets up to `batch` ids of count events applied before
+    /// `applied_before` (oldest first) and returns how many were deleted.
+    /// An event delivered again after its id is gone would be applied
+    /// twice, so callers keep ids longer than any redelivery can take
+    /// (see [`crate::consumers::prune_applied_events`]).
+    ///
+    /// # Errors
+    /// [`crate::Error::Sql`]; nothing is deleted then.
+    pub async fn prune_applied_events(
+        &self,
+        applied_before: DateTime<Utc>,
+        batch: u32,
+    ) -> Result<u64> {
+        let mut s = Stmt::new(
+            "DELETE FROM chat_applied_events WHERE event_id IN \
+             (SELECT event_id FROM chat_applied_events WHERE applied_at < ",
+        );
+        s.arg(Arg::I64(Some(applied_before.timestamp_millis())))
+            .push(" ORDER BY applied_at LIMIT ")
+            .arg(Arg::I64(Some(i64::from(batch.max(1)))))
+            .push(")");
+        on_pool!(&self.pool, pool => {
+            Ok(bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(pool).await?.rows_affected())
+        })
+    }
+
+    /// How many applied-event ids are kept (for metrics and tests).
+    ///
+    /// # Errors
+    /// [`crate::Error::Sql`].
+    pub async fn applied_event_ids(&self) -> Result<i64> {
+        let s = Stmt::new("SELECT COUNT(*) FROM chat_applied_events");
+        on_pool!(&self.pool, pool => {
+            let row = bind_args!(sqlx::query(s.sql_for(pool)), s.args).fetch_one(pool).await?;
+            Ok(row.try_get(0)?)
         })
     }
 

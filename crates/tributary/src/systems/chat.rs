@@ -1,33 +1,15 @@
-//! Chat archive service: `chat` runs the REST API (with /openapi.json), the
-//! outbox relay of user-count events, the user-counter and audit consumers,
-//! and the audit shipper of this process's log records.
+//! Chat archive service: `chat` runs the REST and gRPC APIs, the outbox
+//! relay of user-count events, and the user-counter and audit consumers.
+//! The audit records of the process (of every service in it, chat
+//! included) are shipped by the process's one shipper, see
+//! [`crate::audit`], so the chat service runs none of its own.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tributary_chat::app::{self, Backends};
-use tributary_chat::audit_layer::{audit_layer, AuditQueue};
-use tributary_platform::telemetry::BoxLayer;
 
 use crate::context::Context;
 use crate::services::Service;
-
-/// The queue of the audit layer installed by [`telemetry_layers`], taken
-/// by the `chat` service, which ships it.
-static AUDIT_QUEUE: Mutex<Option<AuditQueue>> = Mutex::new(None);
-
-/// Extra tracing layers for server processes: the audit shipper's layer,
-/// when enabled. Records queue up (bounded, dropped and counted when full)
-/// until the `chat` service starts shipping them.
-pub fn telemetry_layers(settings: &crate::settings::Settings) -> Vec<BoxLayer> {
-    if !settings.chat.audit.enabled {
-        return Vec::new();
-    }
-    let (layer, queue) = audit_layer(&settings.chat.audit);
-    if let Ok(mut slot) = AUDIT_QUEUE.lock() {
-        *slot = Some(queue);
-    }
-    vec![Box::new(layer)]
-}
 
 /// The chat services in start order.
 pub fn services() -> Vec<Arc<dyn Service>> {
@@ -42,7 +24,7 @@ impl Service for Chat {
         "chat"
     }
     fn about(&self) -> &'static str {
-        "chat archive: REST API + /openapi.json, user-counter and audit consumers, audit shipper"
+        "chat archive: REST API + /openapi.json, gRPC, user-counter and audit consumers"
     }
     async fn run(&self, ctx: Arc<Context>) -> anyhow::Result<()> {
         let backends = Backends {
@@ -56,11 +38,11 @@ impl Service for Chat {
                 }
             },
         };
-        let queue = AUDIT_QUEUE.lock().ok().and_then(|mut q| q.take());
+        // `None`: the process's shipper already ships this service's records.
         app::run(
             backends,
             ctx.settings.chat.clone(),
-            queue,
+            None,
             ctx.shutdown.clone(),
         )
         .await
