@@ -19,7 +19,8 @@ use crate::api::rest::{
 };
 use crate::domain::{MessageFilter, SearchRequest, Sort, SortField};
 use crate::service::{
-    BackupProgress, BackupReport, BackupTarget, ImportProgress, ImportReport, RestoreSource,
+    BackupFormat, BackupProgress, BackupReport, BackupTarget, ImportProgress, ImportReport,
+    RestoreSource,
 };
 use crate::store::{AuditRecord, UserCount};
 
@@ -88,10 +89,14 @@ pub enum Action {
         #[arg(long)]
         take: Option<u32>,
     },
-    /// Back up matching messages to one CSV file.
+    /// Back up matching messages to one CSV or Parquet file.
     Backup {
         #[command(flatten)]
         filter: FilterArgs,
+        /// File format: csv (RFC 4180, header row) or parquet (one row
+        /// group per page).
+        #[arg(long, default_value = "csv")]
+        format: BackupFormat,
         /// Directory on the server.
         #[arg(long, conflicts_with = "objects", required_unless_present = "objects")]
         dir: Option<PathBuf>,
@@ -417,6 +422,7 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
         }
         Action::Backup {
             filter,
+            format,
             dir,
             objects,
         } => {
@@ -428,6 +434,7 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
             let body = BackupBody {
                 filter: filter.into(),
                 target,
+                format,
             };
             let report: BackupReport = client
                 .job("/api/chat/backup", &body, |p: &BackupProgress| {

@@ -17,6 +17,8 @@ pub enum Position {
     /// 1-based record number of a CSV backup (the header is record 0), with
     /// the line it starts on.
     Record { record: u64, line: u64 },
+    /// 0-based row group of a Parquet backup.
+    RowGroup { row_group: u64 },
 }
 
 impl fmt::Display for Position {
@@ -33,6 +35,7 @@ impl fmt::Display for Position {
             }
             Position::Message { index, id: None } => write!(f, "message #{index}"),
             Position::Record { record, line } => write!(f, "record {record} (line {line})"),
+            Position::RowGroup { row_group } => write!(f, "row group {row_group}"),
         }
     }
 }
@@ -63,6 +66,10 @@ pub enum Error {
     /// A CSV backup record is malformed.
     #[error("malformed CSV backup at {position}: {reason}")]
     Csv { position: Position, reason: String },
+    /// A Parquet backup cannot be read: not Parquet, not our schema (the
+    /// reason names the column), truncated, or damaged at `position`.
+    #[error("bad Parquet backup at {position}: {reason}")]
+    Parquet { position: Position, reason: String },
     /// A zip archive (or one of its entries) cannot be read.
     #[error("bad zip archive: {reason}")]
     Zip { reason: String },
@@ -104,6 +111,7 @@ impl Error {
             | Error::Json { position, .. }
             | Error::Html { position, .. }
             | Error::Csv { position, .. }
+            | Error::Parquet { position, .. }
             | Error::InvalidMessage { position, .. } => position.clone(),
             Error::Io { .. }
             | Error::Zip { .. }

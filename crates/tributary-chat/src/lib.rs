@@ -1,11 +1,12 @@
-//! Chat archive: turns Telegram Desktop exports (and our own CSV backups)
-//! into a stream of [`Message`]s in bounded memory.
+//! Chat archive: turns Telegram Desktop exports (and our own CSV and
+//! Parquet backups) into a stream of [`Message`]s in bounded memory.
 //!
 //! - [`domain`] holds the pure types: [`Message`], [`MessageDate`], the CSV
 //!   backup column layout ([`domain::backup_schema`]).
 //! - [`parse`] reads files: JSON (`result.json`, single chat or full account,
 //!   streamed message by message), HTML (`messagesN.html`, streamed token by
-//!   token), CSV backups, `.zip` archives, and whole directory trees.
+//!   token), CSV and Parquet backups ([`parse::parquet`] also writes
+//!   them), `.zip` archives, and whole directory trees.
 //!
 //! - [`store`] keeps messages, counts and audit records (PostgreSQL or SQLite),
 //!   [`service`] imports, searches, deletes, backs up and restores,

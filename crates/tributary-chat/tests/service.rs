@@ -356,9 +356,11 @@ async fn json_and_html_of_one_chat_store_one_copy(r: Rig) {
     counts_settle(&r.svc).await;
 }
 
-// Proves: backup (CSV, to a directory and to the object store) -> delete
-// everything -> restore gives exactly the same search results, and a
-// second restore changes nothing (idempotent restore).
+// Proves: backup in each format (CSV and Parquet, to a directory and to
+// the object store) -> delete everything -> restore gives exactly the same
+// search results, a second restore changes nothing (idempotent restore),
+// backup names never collide and carry the format's extension, and a
+// Parquet backup is one Parquet file (magic at both ends).
 async fn backup_wipe_restore_gives_identical_results(r: Rig) {
     let mut msgs = chat("Backup chat", 5, 40);
     msgs[3].text = "quotes \" and, commas\nand lines".into();
@@ -386,64 +388,82 @@ async fn backup_wipe_restore_gives_identical_results(r: Rig) {
     let before = r.svc.search(&req).await.expect("search");
     assert_eq!(before.len(), 51);
 
-    let to_dir = r.dir.path().join("backups");
-    let rep = r
-        .svc
-        .backup(
-            &MessageFilter::default(),
-            &BackupTarget::Dir(to_dir.clone()),
-            &|_| {},
-        )
-        .await
-        .expect("backup");
-    assert_eq!(rep.messages, 51);
-    let rep2 = r
-        .svc
-        .backup(
-            &MessageFilter::default(),
-            &BackupTarget::Dir(to_dir.clone()),
-            &|_| {},
-        )
-        .await
-        .expect("backup");
-    assert_ne!(rep.location, rep2.location, "backup names never collide");
-    std::fs::remove_file(&rep2.location).expect("remove second");
-    let obj = r
-        .svc
-        .backup(&MessageFilter::default(), &BackupTarget::Objects, &|_| {})
-        .await
-        .expect("backup to objects");
-    assert_eq!(obj.messages, 51);
-
-    for source in [
-        RestoreSource::Path(to_dir.clone()),
-        RestoreSource::Object(obj.location.clone()),
-    ] {
-        r.svc
-            .delete(&MessageFilter::default(), true)
-            .await
-            .expect("wipe");
-        assert_eq!(
-            r.svc.count(&MessageFilter::default()).await.expect("count"),
-            0
-        );
-        let restored = r.svc.restore(&source, &|_| {}).await.expect("restore");
-        assert_eq!(
-            (restored.inserted, restored.files_failed),
-            (51, 0),
-            "{source:?}"
-        );
-        assert_eq!(
-            r.svc.search(&req).await.expect("search"),
-            before,
-            "{source:?}"
-        );
-        let again = r
+    use tributary_chat::service::BackupFormat;
+    for format in [BackupFormat::Csv, BackupFormat::Parquet] {
+        let ext = format!(".{}", format.extension());
+        let to_dir = r.dir.path().join(format!("backups-{}", format.extension()));
+        let rep = r
             .svc
-            .restore(&source, &|_| {})
+            .backup(
+                &MessageFilter::default(),
+                &BackupTarget::Dir(to_dir.clone()),
+                format,
+                &|_| {},
+            )
             .await
-            .expect("restore again");
-        assert_eq!((again.inserted, again.duplicates), (0, 51));
+            .expect("backup");
+        assert_eq!(rep.messages, 51, "{format:?}");
+        assert!(rep.location.ends_with(&ext), "{rep:?}");
+        let file = std::fs::read(&rep.location).expect("read backup");
+        assert_eq!(file.len() as u64, rep.bytes, "{format:?}");
+        if format == BackupFormat::Parquet {
+            assert!(file.starts_with(b"PAR1") && file.ends_with(b"PAR1"));
+        }
+        let rep2 = r
+            .svc
+            .backup(
+                &MessageFilter::default(),
+                &BackupTarget::Dir(to_dir.clone()),
+                format,
+                &|_| {},
+            )
+            .await
+            .expect("backup");
+        assert_ne!(rep.location, rep2.location, "backup names never collide");
+        std::fs::remove_file(&rep2.location).expect("remove second");
+        let obj = r
+            .svc
+            .backup(
+                &MessageFilter::default(),
+                &BackupTarget::Objects,
+                format,
+                &|_| {},
+            )
+            .await
+            .expect("backup to objects");
+        assert_eq!(obj.messages, 51);
+        assert!(obj.location.ends_with(&ext), "{obj:?}");
+
+        for source in [
+            RestoreSource::Path(to_dir.clone()),
+            RestoreSource::Object(obj.location.clone()),
+        ] {
+            r.svc
+                .delete(&MessageFilter::default(), true)
+                .await
+                .expect("wipe");
+            assert_eq!(
+                r.svc.count(&MessageFilter::default()).await.expect("count"),
+                0
+            );
+            let restored = r.svc.restore(&source, &|_| {}).await.expect("restore");
+            assert_eq!(
+                (restored.inserted, restored.files_failed),
+                (51, 0),
+                "{format:?} {source:?} {restored:?}"
+            );
+            assert_eq!(
+                r.svc.search(&req).await.expect("search"),
+                before,
+                "{format:?} {source:?}"
+            );
+            let again = r
+                .svc
+                .restore(&source, &|_| {})
+                .await
+                .expect("restore again");
+            assert_eq!((again.inserted, again.duplicates), (0, 51));
+        }
     }
     counts_settle(&r.svc).await;
 }

@@ -53,7 +53,7 @@ pub fn document() -> Value {
     json!({
         "openapi": "3.0.3",
         "info": {"title": "Tributary chat archive", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Telegram Desktop exports in a searchable archive: import, search, count, delete, per-user counts, audit log, CSV backup and restore."},
+                 "description": "Telegram Desktop exports in a searchable archive: import, search, count, delete, per-user counts, audit log, CSV/Parquet backup and restore."},
         "paths": {
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}},
             "/api/chat/import": {"post": {"operationId": "import", "summary": "Import a file, directory or zip on the server (idempotent)",
@@ -79,7 +79,7 @@ pub fn document() -> Value {
                     {"name": "take", "in": "query", "required": false, "schema": s("integer")},
                     {"name": "skip", "in": "query", "required": false, "schema": s("integer")}],
                 "responses": ok(json!({"type": "array", "items": r("AuditRecord")}))}},
-            "/api/chat/backup": {"post": {"operationId": "backup", "summary": "Export matching messages to one CSV file",
+            "/api/chat/backup": {"post": {"operationId": "backup", "summary": "Export matching messages to one CSV or Parquet file",
                 "requestBody": body("BackupBody"), "responses": ndjson("BackupProgress", "BackupReport")}},
             "/api/chat/restore": {"post": {"operationId": "restore", "summary": "Import a backup (idempotent)",
                 "requestBody": body("RestoreBody"), "responses": ndjson("ImportProgress", "ImportReport")}}
@@ -101,7 +101,9 @@ pub fn document() -> Value {
                 "take": {"type": "integer", "minimum": 1, "maximum": 10000, "nullable": true}, "skip": s("integer")}},
             "DeleteBody": {"type": "object", "properties": {"filter": r("MessageFilter"), "all": s("boolean")}},
             "BackupBody": {"type": "object", "required": ["target"], "properties": {"filter": r("MessageFilter"),
-                "target": {"oneOf": [{"type": "object", "properties": {"dir": s("string")}}, {"type": "string", "enum": ["objects"]}]}}},
+                "target": {"oneOf": [{"type": "object", "properties": {"dir": s("string")}}, {"type": "string", "enum": ["objects"]}]},
+                "format": {"type": "string", "enum": ["csv", "parquet"], "default": "csv",
+                    "description": "csv: RFC 4180 with a header row; parquet: one file, one row group per page of 5000 messages"}}},
             "RestoreBody": {"type": "object", "required": ["source"], "properties": {"source": {"oneOf": [
                 {"type": "object", "properties": {"path": s("string")}}, {"type": "object", "properties": {"object": s("string")}}]}}},
             "ImportProgress": {"type": "object", "properties": {"file": opt("string"), "files_started": s("integer"), "parsed": s("integer"), "inserted": s("integer"), "errors": s("integer")}},

@@ -18,7 +18,7 @@ use super::openapi;
 use super::views::MessageView;
 use crate::domain::{AuditFilter, MessageFilter, SearchRequest};
 use crate::error::Error;
-use crate::service::{BackupTarget, ChatService, RestoreSource};
+use crate::service::{BackupFormat, BackupTarget, ChatService, RestoreSource};
 
 /// The REST router.
 pub fn router(service: ChatService) -> Router {
@@ -127,6 +127,9 @@ pub struct BackupBody {
     pub filter: MessageFilter,
     /// `{"dir": "/path"}` or `"objects"`.
     pub target: BackupTarget,
+    /// `"csv"` (default) or `"parquet"`.
+    #[serde(default)]
+    pub format: BackupFormat,
 }
 
 /// Body of restore: `{"source": {"path": "..."}}` or `{"source": {"object": "key"}}`.
@@ -256,7 +259,8 @@ async fn backup(State(svc): State<ChatService>, Json(body): Json<BackupBody>) ->
     ndjson::<crate::service::BackupProgress, crate::service::BackupReport, _, _>(
         move |tx| async move {
             let progress = progress_sender::<crate::service::BackupProgress, ()>(tx);
-            svc.backup(&body.filter, &body.target, &progress).await
+            svc.backup(&body.filter, &body.target, body.format, &progress)
+                .await
         },
     )
 }

@@ -11,6 +11,8 @@ pub enum FileKind {
     HtmlExport,
     /// Our own CSV backup (header = [`COLUMNS`]).
     CsvBackup,
+    /// Our own Parquet backup (schema in [`crate::parse::parquet`]).
+    ParquetBackup,
     /// A zip archive (of any of the above).
     Zip,
     /// Anything else: media, stylesheets, other HTML pages of the export.
@@ -23,22 +25,26 @@ pub enum FileKind {
 /// Rules, in order:
 /// 1. starts with the zip signature `PK\x03\x04` / `PK\x05\x06`, or is named
 ///    `*.zip` -> [`FileKind::Zip`];
-/// 2. `*.json` -> [`FileKind::JsonExport`] (if it is not an export object
+/// 2. starts with the Parquet magic `PAR1`, or is named `*.parquet` ->
+///    [`FileKind::ParquetBackup`] (a Parquet file of another schema, or a
+///    `.parquet` that is not Parquet at all, is reported by the parser);
+/// 3. `*.json` -> [`FileKind::JsonExport`] (if it is not an export object
 ///    the parser reports it);
-/// 3. `messages.html`, `messagesN.html` -> [`FileKind::HtmlExport`]; any
+/// 4. `messages.html`, `messagesN.html` -> [`FileKind::HtmlExport`]; any
 ///    other `*.html`/`*.htm` only if its head contains the export's
 ///    `<div class="history">` (so `export_results.html` and `lists/*.html`
 ///    are ignored);
-/// 4. `*.csv` whose first line is exactly the backup header ->
+/// 5. `*.csv` whose first line is exactly the backup header ->
 ///    [`FileKind::CsvBackup`] (other CSV files are ignored);
-/// 5. otherwise [`FileKind::Other`].
-///
-/// Parquet backups are not detected (not supported by this crate yet).
+/// 6. otherwise [`FileKind::Other`].
 pub fn detect(name: &str, head: &[u8]) -> FileKind {
     let lower = name.to_ascii_lowercase();
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") || lower.ends_with(".zip")
     {
         return FileKind::Zip;
+    }
+    if head.starts_with(b"PAR1") || lower.ends_with(".parquet") {
+        return FileKind::ParquetBackup;
     }
     if lower.ends_with(".json") {
         return FileKind::JsonExport;
@@ -89,5 +95,8 @@ mod tests {
         assert_eq!(detect("b.csv", header.as_bytes()), FileKind::CsvBackup);
         assert_eq!(detect("b.csv", b"a,b\n"), FileKind::Other);
         assert_eq!(detect("photo.jpg", b"\xFF\xD8"), FileKind::Other);
+        assert_eq!(detect("x.bin", b"PAR1\x15\x04"), FileKind::ParquetBackup);
+        assert_eq!(detect("b.PARQUET", b""), FileKind::ParquetBackup);
+        assert_eq!(detect("par.txt", b"PAR"), FileKind::Other);
     }
 }

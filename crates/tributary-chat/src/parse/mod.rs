@@ -2,7 +2,9 @@
 //!
 //! Everything streams: messages go to the caller's callback as soon as they
 //! are parsed, so memory stays bounded by the largest single message (JSON,
-//! CSV) or the largest single HTML token, not by the file size.
+//! CSV), the largest single HTML token, or one chunk of rows of a Parquet
+//! backup, not by the file size. Parquet needs seeking: a Parquet stream (a
+//! zip entry, [`parse_reader`]) is spilled to a temporary file first.
 //!
 //! Failure model: [`parse_path`] returns `Err` only when the path itself
 //! cannot be read. A file that turns out to be broken is reported as a
@@ -16,6 +18,7 @@ mod csv;
 pub mod detect;
 pub mod html;
 pub mod json;
+pub mod parquet;
 mod walk;
 
 use std::io::{BufRead, BufReader, Read};
@@ -179,19 +182,35 @@ pub(crate) fn parse_stream(
             }));
             return;
         }
-        FileKind::JsonExport | FileKind::HtmlExport | FileKind::CsvBackup => {}
+        FileKind::JsonExport
+        | FileKind::HtmlExport
+        | FileKind::CsvBackup
+        | FileKind::ParquetBackup => {}
     }
+    run_parser(display, kind, on_event, summary, |sink| match kind {
+        FileKind::JsonExport => json::parse_json(reader, sink),
+        FileKind::HtmlExport => html::parse_html(reader, sink),
+        FileKind::CsvBackup => csv::parse_csv(reader, sink),
+        FileKind::ParquetBackup => parquet::parse_parquet_stream(reader, sink),
+        FileKind::Other | FileKind::Zip => Ok(()),
+    });
+}
+
+/// Announces one file of `kind`, runs `parse` on it and accounts for the
+/// outcome in `summary` (a failure becomes a [`ParseEvent::FileError`]).
+pub(crate) fn run_parser(
+    display: &str,
+    kind: FileKind,
+    on_event: &mut dyn FnMut(ParseEvent),
+    summary: &mut Summary,
+    parse: impl FnOnce(&mut Sink<'_>) -> Result<()>,
+) {
     on_event(ParseEvent::FileStart {
         file: display.to_owned(),
         kind,
     });
     let mut sink = Sink::new(display, on_event);
-    let result = match kind {
-        FileKind::JsonExport => json::parse_json(reader, &mut sink),
-        FileKind::HtmlExport => html::parse_html(reader, &mut sink),
-        FileKind::CsvBackup => csv::parse_csv(reader, &mut sink),
-        FileKind::Other | FileKind::Zip => Ok(()),
-    };
+    let result = parse(&mut sink);
     summary.messages += sink.messages;
     summary.messages_skipped += sink.skipped;
     match result {

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use super::{detect, parse_stream, FileError, FileKind, ParseEvent, Summary};
+use super::{detect, parquet, parse_stream, run_parser, FileError, FileKind, ParseEvent, Summary};
 use crate::error::{Error, Position, Result};
 
 const BUF: usize = 1 << 16;
@@ -123,7 +123,8 @@ fn report(on_event: &mut dyn FnMut(ParseEvent), summary: &mut Summary, file: &st
     }));
 }
 
-/// Parses one file on disk: a zip entry by entry, anything else as a stream.
+/// Parses one file on disk: a zip entry by entry, a Parquet backup in place
+/// (it needs seeking), anything else as a stream.
 pub(super) fn parse_file(path: &Path, on_event: &mut dyn FnMut(ParseEvent), summary: &mut Summary) {
     let display = path.display().to_string();
     let base = path
@@ -141,6 +142,11 @@ pub(super) fn parse_file(path: &Path, on_event: &mut dyn FnMut(ParseEvent), summ
     };
     if head_kind == FileKind::Zip {
         parse_zip(reader.into_inner(), &display, on_event, summary);
+    } else if head_kind == FileKind::ParquetBackup {
+        let file = reader.into_inner();
+        run_parser(&display, head_kind, on_event, summary, |sink| {
+            parquet::parse_parquet_file(file, sink)
+        });
     } else {
         parse_stream(&display, &base, &mut reader, on_event, summary);
     }

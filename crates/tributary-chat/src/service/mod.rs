@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tributary_bus::{Bus, Record};
 use tributary_storage::Objects;
 
-pub use backup::{BackupProgress, BackupReport, BackupTarget, RestoreSource};
+pub use backup::{BackupFormat, BackupProgress, BackupReport, BackupTarget, RestoreSource};
 pub use import::{ImportProgress, ImportReport, ReportedError};
 
 use crate::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
