@@ -4,13 +4,20 @@
 //! the peak RSS of the parse (VmHWM, reset before each run).
 //!
 //! cargo run --release -p tributary-chat --example chat_bench -- \
-//!     --messages 1000000 --dir /tmp/chat-bench [--keep]
+//!     --messages 1000000 --dir /tmp/chat-bench [--keep] [--chatpack]
+//!
+//! `--chatpack` also parses the same `result.json`, in the same run, with
+//! the `chatpack` Python package (PyPI, Rust core; `pip install chatpack`),
+//! timing only its parse call inside the Python process, and checks that
+//! every message chatpack returns is among ours (by sender and text), and
+//! counts what it dropped by kind.
 
 #[path = "../tests/common/writer.rs"]
 mod writer;
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -166,7 +173,21 @@ fn reset_peak() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn bench(label: &str, path: &Path) -> Result<(), tributary_chat::Error> {
+/// What one parse saw, for the chatpack comparison: (sender, text) ->
+/// how many messages, and how many messages of each kind.
+#[derive(Default)]
+struct Seen {
+    by_content: HashMap<(String, String), u32>,
+    service: u64,
+    empty_text: u64,
+    total: u64,
+}
+
+fn bench(
+    label: &str,
+    path: &Path,
+    mut seen: Option<&mut Seen>,
+) -> Result<f64, tributary_chat::Error> {
     let bytes = dir_size(path);
     reset_peak();
     let rss_before = status_kb("VmRSS:").unwrap_or(0);
@@ -174,7 +195,23 @@ fn bench(label: &str, path: &Path) -> Result<(), tributary_chat::Error> {
     let mut text_bytes = 0u64;
     let mut errors = 0u64;
     let summary = parse_path(path, &mut |e| match e {
-        ParseEvent::Message(m) => text_bytes += m.text.len() as u64,
+        ParseEvent::Message(m) => {
+            text_bytes += m.text.len() as u64;
+            if let Some(seen) = seen.as_deref_mut() {
+                seen.total += 1;
+                if m.kind == MessageKind::Service {
+                    seen.service += 1;
+                } else if m.text.is_empty() {
+                    seen.empty_text += 1;
+                }
+                let sender = m
+                    .from
+                    .clone()
+                    .or_else(|| m.actor.clone())
+                    .unwrap_or_default();
+                *seen.by_content.entry((sender, m.text)).or_default() += 1;
+            }
+        }
         ParseEvent::FileError(f) => {
             errors += 1;
             if errors <= 5 {
@@ -197,6 +234,89 @@ fn bench(label: &str, path: &Path) -> Result<(), tributary_chat::Error> {
         rss_before as f64 / 1024.0,
         text_bytes / 1_000_000,
     );
+    Ok(summary.messages as f64 / secs)
+}
+
+/// The Python side of `--chatpack`: times `chatpack.parse_telegram(path)`
+/// alone, then (untimed) writes every returned message as one JSON line.
+const CHATPACK_SCRIPT: &str = r#"
+import json, resource, sys, time
+import chatpack
+path, out = sys.argv[1], sys.argv[2]
+t0 = time.perf_counter()
+msgs = chatpack.parse_telegram(path)
+secs = time.perf_counter() - t0
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+with open(out, "w", encoding="utf-8") as f:
+    for m in msgs:
+        f.write(json.dumps([m.sender, m.content], ensure_ascii=False) + "\n")
+print(json.dumps({"messages": len(msgs), "secs": secs, "peak_mb": peak_mb, "version": chatpack.__version__}))
+"#;
+
+fn chatpack(
+    json_file: &Path,
+    ours: &mut Seen,
+    ours_rate: f64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let out = json_file.with_extension("chatpack.jsonl");
+    let run = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(CHATPACK_SCRIPT)
+        .arg(json_file)
+        .arg(&out)
+        .output()?;
+    if !run.status.success() {
+        return Err(format!(
+            "chatpack run failed (pip install chatpack): {}",
+            String::from_utf8_lossy(&run.stderr).trim()
+        )
+        .into());
+    }
+    let stats: serde_json::Value = serde_json::from_slice(&run.stdout)?;
+    let n = stats["messages"].as_u64().unwrap_or(0);
+    let secs = stats["secs"].as_f64().unwrap_or(f64::NAN);
+    let bytes = std::fs::metadata(json_file)?.len() as f64;
+    let rate = n as f64 / secs;
+    println!(
+        "chatpack {} on the same result.json: {n:>10} msgs in {secs:>6.2}s: {rate:>9.0} msg/s \
+         {:>7.1} MB/s (file bytes / parse time), peak RSS {:.1} MB",
+        stats["version"].as_str().unwrap_or("?"),
+        bytes / 1e6 / secs,
+        stats["peak_mb"].as_f64().unwrap_or(0.0),
+    );
+    // Every message chatpack kept must be one of ours.
+    let mut missing = 0u64;
+    for line in BufReader::new(File::open(&out)?).lines() {
+        let (sender, text): (String, String) = serde_json::from_str(&line?)?;
+        match ours.by_content.get_mut(&(sender, text)) {
+            Some(c) if *c > 0 => *c -= 1,
+            _ => missing += 1,
+        }
+    }
+    std::fs::remove_file(&out)?;
+    println!(
+        "ours kept {} messages, chatpack {n}: chatpack dropped {} (our file has {} service and {} \
+         media-only/empty-text messages); chatpack messages not among ours: {missing}",
+        ours.total,
+        ours.total.saturating_sub(n),
+        ours.service,
+        ours.empty_text,
+    );
+    let ours_secs = ours.total as f64 / ours_rate;
+    println!(
+        "same file: ours {ours_secs:.2}s, chatpack {secs:.2}s -> ours is {:.2}x {} (messages/s: \
+         ours {ours_rate:.0}, chatpack {rate:.0})",
+        if ours_secs <= secs {
+            secs / ours_secs
+        } else {
+            ours_secs / secs
+        },
+        if ours_secs <= secs {
+            "faster"
+        } else {
+            "slower"
+        },
+    );
     Ok(())
 }
 
@@ -204,12 +324,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut n: u64 = 100_000;
     let mut dir = PathBuf::from("/tmp/tributary-chat-bench");
     let mut keep = false;
+    let mut compare = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--messages" => n = args.next().ok_or("--messages N")?.parse()?,
             "--dir" => dir = PathBuf::from(args.next().ok_or("--dir PATH")?),
             "--keep" => keep = true,
+            "--chatpack" => compare = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -220,8 +342,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         gen_start.elapsed().as_secs_f64(),
         dir.display()
     );
-    bench("json", &dir.join("json"))?;
-    bench("html", &dir.join("html"))?;
+    let mut seen = Seen::default();
+    let json_rate = bench("json", &dir.join("json"), None)?;
+    bench("html", &dir.join("html"), None)?;
+    if compare {
+        // Untimed second pass that remembers what we parsed.
+        bench("json*", &dir.join("json"), Some(&mut seen))?;
+        chatpack(&dir.join("json").join("result.json"), &mut seen, json_rate)?;
+    }
     if !keep {
         std::fs::remove_dir_all(&dir)?;
     }
