@@ -77,7 +77,8 @@ cleanup() {
 }
 trap cleanup EXIT
 for _ in $(seq 1 300); do
-    curl -fsS "http://$ADMIN/readyz" >/dev/null 2>&1 && break
+    curl -fsS "http://$ADMIN/readyz" >/dev/null 2>&1 &&
+        curl -fsS "http://$CHAT/openapi.json" >/dev/null 2>&1 && break
     kill -0 "$SERVER" 2>/dev/null || { cat "$DATA/server.log"; exit 1; }
     sleep 0.2
 done

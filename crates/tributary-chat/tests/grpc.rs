@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime};
+use chrono::DateTime;
+use common::sample::{chat, BASE};
 use common::writer;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
@@ -27,7 +28,7 @@ use tributary_chat::proto::v1::audit_service_client::AuditServiceClient;
 use tributary_chat::proto::v1::backup_service_client::BackupServiceClient;
 use tributary_chat::proto::v1::chat_service_client::ChatServiceClient;
 use tributary_chat::proto::v1::user_service_client::UserServiceClient;
-use tributary_chat::{ChatService, ChatSettings, Message, MessageDate, MessageKind};
+use tributary_chat::{ChatService, ChatSettings};
 use tributary_storage::{Database, Objects, ObjectsConfig, SqlConfig};
 use tributary_testkit::Backend;
 
@@ -144,50 +145,11 @@ async fn rig(sql: Sql) -> Option<Rig> {
     })
 }
 
-const BASE: i64 = 1_600_000_000;
-
-fn date(secs: i64) -> MessageDate {
-    let utc = DateTime::from_timestamp(secs, 0)
-        .expect("valid")
-        .naive_utc();
-    let local: NaiveDateTime = utc + chrono::Duration::hours(3);
-    MessageDate::with_offset(local, 3 * 3600).expect("offset")
-}
-
 fn ts(secs: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: secs,
         nanos: 0,
     }
-}
-
-/// `n` messages of one chat from three senders (`user1..3`), one hour
-/// apart; every fifth is a service message; even ones mention rust, odd
-/// ones golang.
-fn chat(name: &str, chat_id: i64, n: i64) -> Vec<Message> {
-    let who = ["Alice", "Bob", "Carol"];
-    (1..=n)
-        .map(|i| {
-            let mut m = Message::new(name, i, MessageKind::Message);
-            m.chat_id = Some(chat_id);
-            m.date = Some(date(BASE + i * 3600));
-            if i % 5 == 0 {
-                m.kind = MessageKind::Service;
-                m.action = Some("pin_message".into());
-                m.actor = Some("Alice".into());
-                m.actor_id = Some("user1".into());
-                return m;
-            }
-            let w = (i % 3) as usize;
-            m.from = Some(who[w].into());
-            m.from_id = Some(format!("user{}", w + 1));
-            m.text = format!(
-                "message {i} about {} topic",
-                if i % 2 == 0 { "rust" } else { "golang" }
-            );
-            m
-        })
-        .collect()
 }
 
 /// Writes `Family` (id 42, 60 messages) and `Work` (id 7, 20 messages) as

@@ -19,7 +19,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
+use common::sample::{chat, BASE};
 use common::writer;
 use tokio_util::sync::CancellationToken;
 use tributary_bus::runner::{self, RunnerConfig};
@@ -30,7 +31,7 @@ use tributary_chat::consumers::{
 use tributary_chat::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
 use tributary_chat::domain::{AuditFilter, MessageFilter, SearchRequest, Sort, SortField};
 use tributary_chat::service::{BackupTarget, ImportReport, RestoreSource};
-use tributary_chat::{ChatService, ChatSettings, Message, MessageDate, MessageKind};
+use tributary_chat::{ChatService, ChatSettings, Message};
 use tributary_storage::{Database, Objects, ObjectsConfig, SqlConfig};
 use tributary_testkit::Backend;
 
@@ -158,44 +159,6 @@ async fn rig(sql: Sql, bus: BusKind, store: Store) -> Option<Rig> {
         token.clone(),
     ));
     Some(Rig { svc, token, dir })
-}
-
-fn date(secs: i64) -> MessageDate {
-    let utc = DateTime::from_timestamp(secs, 0)
-        .expect("valid")
-        .naive_utc();
-    let local: NaiveDateTime = utc + chrono::Duration::hours(3);
-    MessageDate::with_offset(local, 3 * 3600).expect("offset")
-}
-
-const BASE: i64 = 1_600_000_000;
-
-/// `n` messages of one chat from three senders, one hour apart; every
-/// fifth is a service message; texts carry searchable words.
-fn chat(name: &str, chat_id: i64, n: i64) -> Vec<Message> {
-    let who = ["Alice", "Bob", "Carol"];
-    (1..=n)
-        .map(|i| {
-            let mut m = Message::new(name, i, MessageKind::Message);
-            m.chat_id = Some(chat_id);
-            m.date = Some(date(BASE + i * 3600));
-            if i % 5 == 0 {
-                m.kind = MessageKind::Service;
-                m.action = Some("pin_message".into());
-                m.actor = Some("Alice".into());
-                m.actor_id = Some("user1".into());
-                return m;
-            }
-            let w = (i % 3) as usize;
-            m.from = Some(who[w].into());
-            m.from_id = Some(format!("user{}", w + 1));
-            m.text = format!(
-                "message {i} about {} topic",
-                if i % 2 == 0 { "rust" } else { "golang" }
-            );
-            m
-        })
-        .collect()
 }
 
 fn write_json(dir: &Path, name: &str, id: i64, msgs: &[Message]) {
