@@ -158,7 +158,11 @@ impl<R: Read> Scanner<R> {
             return;
         }
         let seg = &self.buf[self.counted..to];
-        let n = seg.iter().filter(|&&b| b == b'\n').count();
+        // Per-chunk byte sums vectorize far better than a filtered count.
+        let n: usize = seg
+            .chunks(255)
+            .map(|c| usize::from(c.iter().map(|&b| u8::from(b == b'\n')).sum::<u8>()))
+            .sum();
         if n > 0 {
             self.line += n as u64;
             if let Some(last) = memchr::memrchr(b'\n', seg) {
