@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
+use common::db::Sql;
 use common::sample::{chat, BASE};
 use common::writer;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +31,6 @@ use tributary_chat::proto::v1::chat_service_client::ChatServiceClient;
 use tributary_chat::proto::v1::user_service_client::UserServiceClient;
 use tributary_chat::{ChatService, ChatSettings};
 use tributary_storage::{Database, Objects, ObjectsConfig, SqlConfig};
-use tributary_testkit::Backend;
 
 /// A chat system on one database and an embedded bus, with its gRPC
 /// server on a free port.
@@ -62,12 +62,6 @@ impl Rig {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Sql {
-    Sqlite,
-    Postgres,
-}
-
 /// Connects to a gRPC server, retrying while it starts.
 async fn connect(addr: SocketAddr) -> Channel {
     let endpoint = Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
@@ -83,18 +77,7 @@ async fn connect(addr: SocketAddr) -> Channel {
 
 async fn rig(sql: Sql) -> Option<Rig> {
     let dir = tributary_testkit::temp_dir();
-    let url = match sql {
-        Sql::Sqlite => format!("sqlite://{}", dir.path().join("chat.db").display()),
-        Sql::Postgres => {
-            let base = tributary_testkit::backend(Backend::Postgres)?;
-            tributary_testkit::fresh_postgres_db(&base)
-                .await
-                .expect("fresh database")
-        }
-    };
-    let db = Database::connect(&url, &SqlConfig::default())
-        .await
-        .expect("database");
+    let db = common::db::open(sql, dir.path()).await?;
     let bus_url = format!("sqlite://{}", dir.path().join("bus.db").display());
     let bus = tributary_bus::connect(&bus_url, &Default::default())
         .await

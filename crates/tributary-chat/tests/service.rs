@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use common::db::Sql;
 use common::sample::{chat, BASE};
 use common::writer;
 use tokio_util::sync::CancellationToken;
@@ -32,7 +33,7 @@ use tributary_chat::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
 use tributary_chat::domain::{AuditFilter, MessageFilter, SearchRequest, Sort, SortField};
 use tributary_chat::service::{BackupTarget, ImportReport, RestoreSource};
 use tributary_chat::{ChatService, ChatSettings, Message};
-use tributary_storage::{Database, Objects, ObjectsConfig, SqlConfig};
+use tributary_storage::{Objects, ObjectsConfig};
 use tributary_testkit::Backend;
 
 /// A running chat system on one database, one bus and one object store.
@@ -46,12 +47,6 @@ impl Drop for Rig {
     fn drop(&mut self) {
         self.token.cancel();
     }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Sql {
-    Sqlite,
-    Postgres,
 }
 
 /// Which bus adapter a rig runs on.
@@ -119,18 +114,7 @@ fn open_objects(kind: Store, dir: &Path) -> Option<Objects> {
 
 async fn rig(sql: Sql, bus: BusKind, store: Store) -> Option<Rig> {
     let dir = tributary_testkit::temp_dir();
-    let url = match sql {
-        Sql::Sqlite => format!("sqlite://{}", dir.path().join("chat.db").display()),
-        Sql::Postgres => {
-            let base = tributary_testkit::backend(Backend::Postgres)?;
-            tributary_testkit::fresh_postgres_db(&base)
-                .await
-                .expect("fresh database")
-        }
-    };
-    let db = Database::connect(&url, &SqlConfig::default())
-        .await
-        .expect("database");
+    let db = common::db::open(sql, dir.path()).await?;
     let bus = open_bus(bus, dir.path()).await?;
     let objects = open_objects(store, dir.path())?;
     let settings = ChatSettings {
