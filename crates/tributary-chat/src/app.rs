@@ -1,5 +1,8 @@
-//! Running the chat system in a process: the REST and gRPC servers, the
-//! outbox relay, the user-counter and audit consumers, and the audit shipper.
+//! The parts each chat service runs: `chat-api` (REST and gRPC),
+//! `chat-outbox` (count events to the bus), `chat-users` (the user-counter
+//! consumer and its pruner) and `chat-audit` (the audit consumer). Each
+//! builds the store and service with [`build`] (migrations run under the
+//! storage crate's lock, so the services may start together).
 
 use std::sync::Arc;
 
@@ -7,9 +10,10 @@ use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 use tributary_bus::runner::{self, RunnerConfig};
 use tributary_bus::Bus;
+use tributary_platform::Started;
+use tributary_runtime::http::{self, HttpLimits};
 use tributary_storage::{Database, Objects};
 
-use crate::audit_layer::{self, AuditQueue};
 use crate::consumers::{AuditHandler, UserCounterHandler, AUDIT_GROUP, USER_COUNTER_GROUP};
 use crate::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
 use crate::service::ChatService;
@@ -56,57 +60,76 @@ pub async fn build(backends: &Backends, settings: &ChatSettings) -> anyhow::Resu
     .context("create the chat topics")
 }
 
-/// Runs everything until `shutdown`, then drains. `audit` is the queue of
-/// this process's audit layer, if one is installed.
+/// `chat-api`: binds the REST and gRPC listeners (reported to `started`),
+/// marks the service ready and serves both until `shutdown`, then drains.
+/// If one server fails the other is stopped too and the error returned.
 ///
 /// # Errors
-/// When the REST or gRPC listener cannot bind or a consumer fails for good.
-pub async fn run(
-    backends: Backends,
-    settings: ChatSettings,
-    audit: Option<AuditQueue>,
+/// When a listener cannot be bound or a server fails.
+pub async fn serve_api(
+    service: ChatService,
+    settings: &ChatSettings,
+    started: &Started,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let service = build(&backends, &settings).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("bind the chat API on {}", settings.listen))?;
+    let listener = http::bind(settings.listen, "chat API").await?;
     let addr = listener.local_addr().context("chat API address")?;
-    let grpc_listener = tokio::net::TcpListener::bind(settings.grpc_listen)
-        .await
-        .with_context(|| format!("bind the chat gRPC API on {}", settings.grpc_listen))?;
+    let grpc_listener = http::bind(settings.grpc_listen, "chat gRPC API").await?;
     let grpc_addr = grpc_listener.local_addr().context("chat gRPC address")?;
+    started.listening(addr);
+    started.listening(grpc_addr);
+    started.ready();
     tracing::info!(api = %format!("http://{addr}"), openapi = %format!("http://{addr}/openapi.json"),
         grpc = %grpc_addr, "chat API listening");
-
+    // A failing server stops its sibling, not the process.
+    let stop = shutdown.child_token();
     let mut tasks = tokio::task::JoinSet::new();
     {
         let svc = service.clone();
-        let token = shutdown.clone();
+        let token = stop.clone();
         tasks.spawn(async move { crate::api::grpc::serve(grpc_listener, svc, token).await });
     }
     {
-        let router = crate::api::router(service.clone());
-        let token = shutdown.clone();
+        let router = crate::api::router(service);
+        let token = stop.clone();
         tasks.spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await
-                .context("chat API server")
+            http::serve(listener, router, "chat-api", HttpLimits::default(), token).await
         });
     }
+    join_all(tasks, &stop).await
+}
+
+/// `chat-outbox`: relays committed count events to the bus until `shutdown`.
+///
+/// # Errors
+/// Never after start (publishing failures are retried).
+pub async fn run_outbox(
+    service: ChatService,
+    started: &Started,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    started.ready();
+    service.relay(shutdown).await;
+    Ok(())
+}
+
+/// `chat-users`: the user-counter consumer and the pruner of applied-event
+/// ids, until `shutdown`.
+///
+/// # Errors
+/// When the consumer fails for good.
+pub async fn run_users(
+    service: ChatService,
+    bus: Bus,
+    settings: &ChatSettings,
+    started: &Started,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let stop = shutdown.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
     {
-        let svc = service.clone();
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            svc.relay(token).await;
-            Ok(())
-        });
-    }
-    {
-        let bus = backends.bus.clone();
         let handler = Arc::new(UserCounterHandler::new(service.store().clone()));
-        let token = shutdown.clone();
+        let token = stop.clone();
         tasks.spawn(async move {
             runner::run(
                 bus,
@@ -121,45 +144,50 @@ pub async fn run(
     {
         let store = service.store().clone();
         let users = settings.users.clone();
-        let token = shutdown.clone();
+        let token = stop.clone();
         tasks.spawn(async move {
             crate::consumers::prune_applied_events(store, users, token).await;
             Ok(())
         });
     }
-    {
-        let bus = backends.bus.clone();
-        let handler = Arc::new(AuditHandler::new(service.store().clone()));
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            runner::run(
-                bus,
-                RunnerConfig::new(AUDIT_GROUP, &[AUDIT_TOPIC]),
-                handler,
-                token,
-            )
-            .await
-            .context("audit consumer")
-        });
-    }
-    if let Some(queue) = audit {
-        let bus = backends.bus.clone();
-        let token = shutdown.clone();
-        tasks.spawn(async move {
-            audit_layer::ship(queue, bus, token).await;
-            Ok(())
-        });
-    }
+    started.ready();
+    join_all(tasks, &stop).await
+}
+
+/// `chat-audit`: the audit consumer (log records -> audit table) until `shutdown`.
+///
+/// # Errors
+/// When the consumer fails for good.
+pub async fn run_audit(
+    service: ChatService,
+    bus: Bus,
+    started: &Started,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let handler = Arc::new(AuditHandler::new(service.store().clone()));
+    started.ready();
+    runner::run(
+        bus,
+        RunnerConfig::new(AUDIT_GROUP, &[AUDIT_TOPIC]),
+        handler,
+        shutdown,
+    )
+    .await
+    .context("audit consumer")
+}
+
+/// Waits for every task; the first failure cancels `stop` (the siblings)
+/// and is returned.
+async fn join_all(
+    mut tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
     let mut result = Ok(());
     while let Some(joined) = tasks.join_next().await {
-        let outcome = match joined {
-            Ok(r) => r,
-            Err(e) => Err(anyhow::anyhow!("chat task panicked: {e}")),
-        };
+        let outcome = joined.unwrap_or_else(|e| Err(anyhow::anyhow!("chat task panicked: {e}")));
         if let Err(e) = outcome {
             if result.is_ok() {
-                // One part failed: stop the others and report it.
-                shutdown.cancel();
+                stop.cancel();
                 result = Err(e);
             }
         }

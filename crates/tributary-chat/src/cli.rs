@@ -199,7 +199,7 @@ impl Client {
         let text = resp.text().await.unwrap_or_default();
         let msg = serde_json::from_str::<serde_json::Value>(&text)
             .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+            .and_then(|v| v.get("message").and_then(|e| e.as_str()).map(str::to_owned))
             .unwrap_or(text);
         bail!("the chat API answered {status}: {msg}")
     }

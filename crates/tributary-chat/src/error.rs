@@ -127,3 +127,35 @@ impl Error {
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The one mapping of the crate's errors onto the API error model, used by
+/// REST and gRPC alike: a bad request or unreadable input is
+/// `invalid_argument` with its reason, a missing path or object is
+/// `not_found`, anything else is `internal` (logged once where it is
+/// answered, never detailed to the client).
+impl From<Error> for tributary_runtime::ApiError {
+    fn from(e: Error) -> Self {
+        use tributary_runtime::ApiError;
+        match &e {
+            Error::InvalidRequest(msg) => ApiError::invalid(msg.clone()),
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                ApiError::not_found(e.to_string())
+            }
+            Error::Storage(s) if s.is_not_found() => ApiError::not_found(s.to_string()),
+            Error::Storage(tributary_storage::Error::InvalidKey { .. })
+            | Error::Io { .. }
+            | Error::Json { .. }
+            | Error::Html { .. }
+            | Error::Csv { .. }
+            | Error::Parquet { .. }
+            | Error::Zip { .. }
+            | Error::InvalidMessage { .. } => ApiError::invalid(e.to_string()),
+            Error::Read { .. }
+            | Error::Sql(_)
+            | Error::Storage(_)
+            | Error::Bus(_)
+            | Error::File { .. }
+            | Error::Task(_) => ApiError::internal(e),
+        }
+    }
+}

@@ -10,10 +10,12 @@
 //!
 //! - [`store`] keeps messages, counts and audit records (PostgreSQL or SQLite),
 //!   [`service`] imports, searches, deletes, backs up and restores,
-//!   [`consumers`] maintain per-user counts and the audit log from the bus,
-//!   [`audit_layer`] ships log records to the bus, [`api`] serves REST with an
-//!   OpenAPI document and gRPC ([`proto`]), [`cli`] is `tributary chat ...`,
-//!   [`app`] runs it all.
+//!   [`consumers`] maintain per-user counts and the audit log from the bus
+//!   (every process ships its log records there through
+//!   `tributary_runtime::audit`), [`api`] serves REST with an OpenAPI
+//!   document and gRPC ([`proto`]), [`cli`] is `tributary chat ...`,
+//!   [`app`] has the parts each service runs, and [`system()`] is the
+//!   system's contract: its settings, services, CLI, topics and migrations.
 //!
 //! Entry point: [`parse_path`] walks a file, directory or zip and hands every
 //! message to a callback; a broken file is reported as a
@@ -24,7 +26,6 @@
 
 pub mod api;
 pub mod app;
-pub mod audit_layer;
 pub mod cli;
 pub mod consumers;
 pub mod domain;
@@ -34,9 +35,12 @@ pub mod proto;
 pub mod service;
 mod settings;
 pub mod store;
+mod system;
+
+pub use system::system;
 
 pub use domain::{Link, Message, MessageDate, MessageKind};
 pub use error::{Error, Position, Result};
 pub use parse::{parse_path, FileError, FileKind, ParseEvent, Summary};
 pub use service::ChatService;
-pub use settings::{AuditSettings, ChatSettings, UserCounterSettings};
+pub use settings::{ChatSettings, UserCounterSettings};

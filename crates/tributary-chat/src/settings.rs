@@ -23,8 +23,6 @@ pub struct ChatSettings {
     pub relay_interval_ms: u64,
     /// Object-store prefix of backups.
     pub backup_prefix: String,
-    /// Log shipping to the audit service.
-    pub audit: AuditSettings,
     /// The user counter's bookkeeping of applied events (`[chat.users]`).
     pub users: UserCounterSettings,
 }
@@ -39,31 +37,7 @@ impl Default for ChatSettings {
             partitions: 3,
             relay_interval_ms: 1000,
             backup_prefix: "chat-backups".into(),
-            audit: AuditSettings::default(),
             users: UserCounterSettings::default(),
-        }
-    }
-}
-
-/// The audit shipper (a tracing layer).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditSettings {
-    /// Ship log records at all.
-    pub enabled: bool,
-    /// Least severe level shipped: `error`, `warn`, `info`, `debug`, `trace`.
-    pub level: String,
-    /// Records buffered between the application and the shipper; when full,
-    /// new records are dropped (and counted), never waited for.
-    pub queue: usize,
-}
-
-impl Default for AuditSettings {
-    fn default() -> Self {
-        AuditSettings {
-            enabled: true,
-            level: "warn".into(),
-            queue: 10_000,
         }
     }
 }

@@ -921,8 +921,8 @@ fn free_addr() -> SocketAddr {
         .expect("free port")
 }
 
-// Proves: `app::run` serves gRPC on `grpc_listen` next to REST, and stops
-// cleanly (returns Ok) when the shutdown token fires.
+// Proves: `app::serve_api` (the chat-api service) serves gRPC on `grpc_listen` next to REST,
+// reports both addresses and ready, and stops cleanly (returns Ok) when the shutdown token fires.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_run_serves_grpc_and_stops() {
     let dir = tributary_testkit::temp_dir();
@@ -945,17 +945,23 @@ async fn app_run_serves_grpc_and_stops() {
         ..ChatSettings::default()
     };
     let token = CancellationToken::new();
-    let run = tokio::spawn(app::run(
-        Backends {
-            db,
-            bus,
-            objects: None,
-        },
-        settings,
-        None,
-        token.clone(),
-    ));
+    let backends = Backends {
+        db,
+        bus,
+        objects: None,
+    };
+    let svc = app::build(&backends, &settings).await.expect("build");
+    let readiness = tributary_platform::Readiness::default();
+    let started = readiness.service("chat-api");
+    let run = {
+        let (started, token) = (started.clone(), token.clone());
+        tokio::spawn(async move { app::serve_api(svc, &settings, &started, token).await })
+    };
     let channel = connect(grpc).await;
+    let status = started.snapshot();
+    assert_eq!(status.state, tributary_platform::ServiceState::Ready);
+    assert_eq!(status.listening.len(), 2, "{status:?}");
+    assert!(status.listening.contains(&grpc), "{status:?}");
     let n = ChatServiceClient::new(channel)
         .count(pb::CountRequest { filter: None })
         .await

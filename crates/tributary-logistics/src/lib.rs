@@ -23,25 +23,28 @@ pub mod relay;
 pub mod service;
 mod settings;
 pub mod store;
+mod system;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tributary_bus::Bus;
-use tributary_platform::Readiness;
+use tributary_platform::{Readiness, Started};
 use tributary_storage::Database;
 
 pub use error::{Error, Result};
 pub use settings::LogisticsSettings;
+pub use system::system;
 
 /// Runs `logistics-api` until `shutdown` fires: migrates, serves gRPC and
-/// HTTP, drains in-flight requests.
+/// HTTP (reporting both addresses to `started`), drains in-flight requests.
 ///
 /// # Errors
 /// When migrations fail or a listener cannot be bound.
 pub async fn run_api(
     db: Database,
     settings: &LogisticsSettings,
+    started: &Started,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = store::Store::new(db);
@@ -52,7 +55,11 @@ pub async fn run_api(
         http_listen: settings.http_listen,
         allow_request_log_level: settings.allow_request_log_level,
     };
-    api::serve(svc, &cfg, shutdown).await?.wait().await
+    let running = api::serve(svc, &cfg, shutdown).await?;
+    started.listening(running.grpc_addr);
+    started.listening(running.http_addr);
+    started.ready();
+    running.wait().await
 }
 
 /// Runs `logistics-relay` until `shutdown` fires, then drains. Registers the
@@ -65,11 +72,13 @@ pub async fn run_relay(
     bus: Bus,
     settings: &LogisticsSettings,
     readiness: &Readiness,
+    started: &Started,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let store = store::Store::new(db);
     store.migrate().await?;
     let relay = relay::Relay::new(store, bus, settings.relay.clone());
     readiness.register(Arc::new(relay.health()));
+    started.ready();
     relay.run(shutdown).await
 }

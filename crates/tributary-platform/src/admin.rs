@@ -46,8 +46,14 @@ pub fn router(readiness: Readiness, version: VersionInfo) -> Router {
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
+    // Services first: a check that passes says nothing while a service is
+    // still binding its port.
+    let services = st.readiness.services();
     let results = st.readiness.run(Duration::from_secs(3)).await;
-    let ready = results.iter().all(|r| r.ok);
+    let ready = results.iter().all(|r| r.ok)
+        && services
+            .iter()
+            .all(|s| s.state == crate::health::ServiceState::Ready);
     for r in results.iter().filter(|r| !r.ok) {
         tracing::debug!(check = %r.name, error = ?r.error, "readiness check failed");
     }
@@ -58,7 +64,7 @@ async fn readyz(State(st): State<AdminState>) -> Response {
     };
     (
         status,
-        Json(serde_json::json!({ "ready": ready, "checks": results })),
+        Json(serde_json::json!({ "ready": ready, "services": services, "checks": results })),
     )
         .into_response()
 }
@@ -163,6 +169,35 @@ mod tests {
         assert!(body.contains("down"), "{body}");
         up.store(true, Ordering::SeqCst);
         assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
+    }
+
+    // Proves /readyz stays 503 until every registered service says it is ready, and names each one.
+    #[tokio::test]
+    async fn readyz_waits_for_services() {
+        let readiness = Readiness::default();
+        let a = readiness.service("a-api");
+        let b = readiness.service("b-worker");
+        let app = router(readiness, version());
+        let (s, body) = get(&app, "/readyz").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            body.contains("\"a-api\"") && body.contains("starting"),
+            "{body}"
+        );
+        a.listening(([127, 0, 0, 1], 4242).into());
+        a.ready();
+        assert_eq!(
+            get(&app, "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        b.ready();
+        let (s, body) = get(&app, "/readyz").await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert!(body.contains("127.0.0.1:4242"), "{body}");
+        b.set(crate::health::ServiceState::Restarting("boom".into()));
+        let (s, body) = get(&app, "/readyz").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(body.contains("boom"), "{body}");
     }
 
     // Proves /metrics renders Prometheus text including a recorded counter.

@@ -26,6 +26,13 @@ pub const ENV_PREFIX: &str = "TRIBUTARY__";
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
 
+impl ConfigError {
+    /// An error with this one-line message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 /// Loads settings `T` from defaults, then `file` (if any), then the environment.
 ///
 /// # Errors

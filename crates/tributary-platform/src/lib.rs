@@ -11,5 +11,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod url;
 
-pub use health::{CheckResult, HealthCheck, Readiness};
+pub use health::{CheckResult, HealthCheck, Readiness, ServiceState, ServiceStatus, Started};
 pub use shutdown::CancellationToken;

@@ -46,6 +46,17 @@ pub enum Error {
     /// the dialect allows it; earlier ones stay applied).
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A migration of one system's namespace failed or was changed after
+    /// it ran; the whole call was rolled back.
+    #[error("database migration {namespace}/{version}: {reason}")]
+    Migration {
+        /// The system that owns the migration.
+        namespace: String,
+        /// Its version (0: the history table itself).
+        version: i64,
+        /// One-line cause.
+        reason: String,
+    },
     /// No object is stored under this key.
     #[error("object {key:?} not found")]
     NotFound {

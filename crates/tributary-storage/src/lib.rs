@@ -18,10 +18,12 @@
 
 mod cache;
 mod error;
+mod migrate;
 mod objects;
 mod sql;
 
 pub use cache::{Cache, CacheConfig, CacheKind};
 pub use error::{Error, Result};
+pub use migrate::{MigrationReport, Migrations};
 pub use objects::{ObjectInfo, ObjectWriter, Objects, ObjectsConfig, DEFAULT_PART_SIZE};
-pub use sql::{BeginWrite, Database, DatabaseKind, Migrations, SqlConfig};
+pub use sql::{BeginWrite, Database, DatabaseKind, SqlConfig};

@@ -18,7 +18,6 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -72,21 +71,6 @@ impl std::fmt::Display for DatabaseKind {
             DatabaseKind::Sqlite => "sqlite",
         })
     }
-}
-
-/// The migrations of one system crate, one [`Migrator`] per dialect:
-///
-/// ```ignore
-/// static PG: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
-/// static LITE: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-/// db.migrate(&Migrations { postgres: &PG, sqlite: &LITE }).await?;
-/// ```
-#[derive(Debug, Clone, Copy)]
-pub struct Migrations<'a> {
-    /// Applied when the database is PostgreSQL.
-    pub postgres: &'a Migrator,
-    /// Applied when the database is SQLite.
-    pub sqlite: &'a Migrator,
 }
 
 #[derive(Clone)]
@@ -177,23 +161,6 @@ impl Database {
             Pool::Sqlite(p) => Some(p),
             Pool::Postgres(_) => None,
         }
-    }
-
-    /// Applies the migrations of this dialect that are not applied yet.
-    /// Running it again is a no-op; several processes may run it at once
-    /// (PostgreSQL takes an advisory lock).
-    ///
-    /// # Errors
-    /// [`Error::Migrate`] when a migration fails or an applied migration was
-    /// changed after it ran (checksum mismatch). Migrations before the failed
-    /// one stay applied; the failed one is rolled back when it ran in a
-    /// transaction.
-    pub async fn migrate(&self, migrations: &Migrations<'_>) -> Result<()> {
-        match &self.pool {
-            Pool::Postgres(p) => migrations.postgres.run(p).await?,
-            Pool::Sqlite(p) => migrations.sqlite.run(p).await?,
-        }
-        Ok(())
     }
 
     /// Runs `SELECT 1`.

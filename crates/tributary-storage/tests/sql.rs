@@ -12,6 +12,7 @@ static PG: Migrator = sqlx::migrate!("tests/migrations/postgres");
 static LITE: Migrator = sqlx::migrate!("tests/migrations/sqlite");
 
 const MIGRATIONS: Migrations<'static> = Migrations {
+    namespace: "notes",
     postgres: &PG,
     sqlite: &LITE,
 };
@@ -96,7 +97,7 @@ async fn note_bodies(db: &Database, notebook: i64) -> Vec<String> {
 }
 
 async fn applied_migrations(db: &Database) -> i64 {
-    let sql = "SELECT COUNT(*) FROM _sqlx_migrations WHERE success";
+    let sql = "SELECT COUNT(*) FROM tributary_migrations WHERE namespace = 'notes'";
     match db.kind() {
         DatabaseKind::Postgres => sqlx::query_scalar(sql)
             .fetch_one(db.as_postgres().unwrap())
@@ -111,10 +112,15 @@ async fn applied_migrations(db: &Database) -> i64 {
 
 async fn migrations_apply_once(db: Database) {
     // Proves: migrations of the dialect apply, and running migrate again changes nothing.
-    db.migrate(&MIGRATIONS).await.unwrap();
+    let first = db.migrate(&MIGRATIONS).await.unwrap();
+    assert_eq!(first.applied, vec![1, 2]);
     assert_eq!(applied_migrations(&db).await, 2);
     let nb = insert_notebook(&db, "kept").await.unwrap();
-    db.migrate(&MIGRATIONS).await.unwrap();
+    let again = db.migrate(&MIGRATIONS).await.unwrap();
+    assert!(
+        again.applied.is_empty() && again.adopted.is_empty(),
+        "{again:?}"
+    );
     assert_eq!(applied_migrations(&db).await, 2);
     insert_note(&db, nb, "still here").await.unwrap();
     assert_eq!(note_bodies(&db, nb).await, vec!["still here".to_string()]);
@@ -152,6 +158,49 @@ async fn constraints_are_enforced(db: Database) {
     );
 }
 
+async fn namespaces_are_separate(db: Database) {
+    // Proves: two systems may use the same version numbers; each namespace keeps its own history.
+    db.migrate(&MIGRATIONS).await.unwrap();
+    let other = Migrations {
+        namespace: "other",
+        ..MIGRATIONS
+    };
+    // The same versions again, in another namespace: they run (and fail,
+    // since the tables exist), naming the namespace and version, and the
+    // failed call leaves nothing recorded.
+    let err = db.migrate(&other).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("other/1"), "{msg}");
+    assert_eq!(applied_migrations(&db).await, 2);
+    let n: i64 = match db.kind() {
+        DatabaseKind::Postgres => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tributary_migrations WHERE namespace = 'other'",
+        )
+        .fetch_one(db.as_postgres().unwrap())
+        .await
+        .unwrap(),
+        DatabaseKind::Sqlite => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tributary_migrations WHERE namespace = 'other'",
+        )
+        .fetch_one(db.as_sqlite().unwrap())
+        .await
+        .unwrap(),
+    };
+    assert_eq!(n, 0);
+}
+
+async fn legacy_history_is_adopted(db: Database) {
+    // Proves: a database migrated by sqlx's own runner (earlier releases) is adopted, not migrated twice.
+    match db.kind() {
+        DatabaseKind::Postgres => PG.run(db.as_postgres().unwrap()).await.unwrap(),
+        DatabaseKind::Sqlite => LITE.run(db.as_sqlite().unwrap()).await.unwrap(),
+    }
+    let report = db.migrate(&MIGRATIONS).await.unwrap();
+    assert_eq!(report.adopted, vec![1, 2], "{report:?}");
+    assert!(report.applied.is_empty(), "{report:?}");
+    assert_eq!(applied_migrations(&db).await, 2);
+}
+
 async fn readiness_answers(db: Database) {
     // Proves: the readiness check passes on a live pool and fails after close.
     use tributary_platform::health::HealthCheck;
@@ -177,8 +226,46 @@ macro_rules! run_on {
     };
 }
 
-run_on!(sqlite: migrations_apply_once, insert_and_select, constraints_are_enforced, readiness_answers);
-run_on!(postgres: migrations_apply_once, insert_and_select, constraints_are_enforced, readiness_answers);
+run_on!(sqlite: migrations_apply_once, namespaces_are_separate, legacy_history_is_adopted,
+    insert_and_select, constraints_are_enforced, readiness_answers);
+run_on!(postgres: migrations_apply_once, namespaces_are_separate, legacy_history_is_adopted,
+    insert_and_select, constraints_are_enforced, readiness_answers);
+
+/// Eight pools on one database (for SQLite: one file, eight independent
+/// connection pools, as eight processes would have) migrate at once.
+async fn concurrent_migrations(url: &str) {
+    let mut pools = Vec::new();
+    for _ in 0..8 {
+        pools.push(Database::connect(url, &config()).await.unwrap());
+    }
+    let runs = pools
+        .iter()
+        .map(|db| async move { db.migrate(&MIGRATIONS).await });
+    let reports: Vec<_> = futures::future::join_all(runs).await;
+    let mut applied = 0;
+    for r in reports {
+        applied += r.unwrap().applied.len();
+    }
+    assert_eq!(applied, 2, "every migration runs exactly once");
+    assert_eq!(applied_migrations(&pools[0]).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_never_race_on_sqlite() {
+    // Proves: many independent pools migrating one SQLite file at once apply each migration once, without error.
+    let dir = tributary_testkit::temp_dir();
+    concurrent_migrations(&format!("sqlite://{}", dir.path().join("m.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_never_race_on_postgres() {
+    // Proves: many pools migrating one PostgreSQL database at once apply each migration once (advisory lock).
+    let Some(base) = backend(Backend::Postgres) else {
+        return;
+    };
+    let url = fresh_postgres_db(&base).await.unwrap();
+    concurrent_migrations(&url).await;
+}
 
 #[tokio::test]
 async fn sqlite_file_is_created_with_parents_in_wal_mode() {

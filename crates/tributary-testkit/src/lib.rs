@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+pub mod spawn;
+
 /// A real backend the rig can provide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {

@@ -1,8 +1,11 @@
-//! Command-line interface.
+//! Command-line interface: the built-in commands here, plus one client
+//! subcommand per system (`tributary chat ...`, `tributary logistics ...`)
+//! added from the system list at start.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tributary_runtime::System;
 
 /// Tributary — five event-driven systems on one platform.
 ///
@@ -29,23 +32,24 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands.
+/// Built-in subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every service in one process on embedded defaults (SQLite, the
     /// embedded bus, a local object directory, an in-process cache) unless
-    /// configuration points elsewhere. Stops gracefully on Ctrl-C.
+    /// configuration points elsewhere. A failing service is restarted with
+    /// backoff; the others keep running. Stops gracefully on Ctrl-C.
     Up(UpArgs),
-    /// Run one service (see `tributary services`), for cluster deployments.
+    /// Run one service (see `tributary services`), for cluster deployments;
+    /// exits non-zero when the service fails.
     Serve(ServeArgs),
     /// List the services `serve` knows.
-    Services,
+    Services(ListArgs),
+    /// Apply every system's database migrations and exit (each system in
+    /// its own namespace, under a lock: safe next to running services).
+    Migrate(ListArgs),
     /// Print the effective configuration (secrets masked) and exit.
     Config,
-    /// Logistics client: create|get|list|update|remove packages, tail events, bench.
-    Logistics(tributary_logistics::cli::Command),
-    /// Chat archive client: import|search|count|delete|users|audit|backup|restore.
-    Chat(tributary_chat::cli::Command),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -64,6 +68,14 @@ pub struct UpArgs {
 pub struct ServeArgs {
     /// Service name.
     pub service: String,
+}
+
+/// Options of listing commands.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Benchmarks.
@@ -97,14 +109,81 @@ pub struct BusBenchArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// A built-in command.
+    Builtin(Cli),
+    /// A system's client subcommand: the system's name and its arguments.
+    System {
+        /// `--config`, when given.
+        config: Option<PathBuf>,
+        /// The system's name.
+        name: &'static str,
+        /// The system subcommand's own arguments.
+        matches: clap::ArgMatches,
+    },
+}
+
+/// The whole command: the built-ins plus every system's subcommand.
+pub fn command(systems: &[System]) -> clap::Command {
+    let mut cmd = Cli::command();
+    for sys in systems {
+        if let Some(cli) = &sys.cli {
+            cmd = cmd.subcommand(cli.command(sys.name, sys.about));
+        }
+    }
+    cmd
+}
+
+/// Parses the process's arguments (exits with clap's message on error).
+pub fn parse(systems: &[System]) -> Invocation {
+    let matches = command(systems).get_matches();
+    if let Some((name, sub)) = matches.subcommand() {
+        if let Some(sys) = systems.iter().find(|s| s.name == name && s.cli.is_some()) {
+            return Invocation::System {
+                config: matches.get_one::<PathBuf>("config").cloned(),
+                name: sys.name,
+                matches: sub.clone(),
+            };
+        }
+    }
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => Invocation::Builtin(cli),
+        Err(e) => e.exit(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
-    // Proves the CLI definition is consistent (clap's own debug assertions).
+    // Proves the CLI definition, with every system's subcommand, is consistent (clap's own debug assertions).
     #[test]
     fn cli_is_consistent() {
-        Cli::command().debug_assert();
+        command(&crate::systems::all()).debug_assert();
+    }
+
+    // Proves every system with a CLI gets its subcommand and the built-ins are still parsed.
+    #[test]
+    fn system_subcommands_are_derived_from_the_list() {
+        let systems = crate::systems::all();
+        let cmd = command(&systems);
+        for sys in systems.iter().filter(|s| s.cli.is_some()) {
+            assert!(
+                cmd.get_subcommands().any(|c| c.get_name() == sys.name),
+                "no subcommand {}",
+                sys.name
+            );
+        }
+        let m = command(&systems)
+            .try_get_matches_from(["tributary", "chat", "count"])
+            .expect("chat count parses");
+        assert_eq!(m.subcommand_name(), Some("chat"));
+        let m = command(&systems)
+            .try_get_matches_from(["tributary", "serve", "chat-api"])
+            .expect("serve parses");
+        let cli = Cli::from_arg_matches(&m).expect("built-in");
+        assert!(matches!(cli.command, Command::Serve(ref a) if a.service == "chat-api"));
     }
 }

@@ -2,21 +2,17 @@
 //!
 //! `tributary up` runs them all in one process on embedded defaults;
 //! `tributary serve NAME` runs one against real backends; other subcommands
-//! are clients and tools. Thin: parse, build, run.
+//! are clients and tools. Thin: parse, build, run. The systems come from
+//! the one list in [`systems`].
 
-mod audit;
 mod bench;
 mod cli;
-mod context;
 mod run;
-mod services;
-mod settings;
 mod systems;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let systems = systems::all();
+    let invocation = cli::parse(&systems);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -27,7 +23,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run::main(cli)) {
+    match runtime.block_on(run::main(invocation, systems)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line per cause, outermost first: "what failed: why".

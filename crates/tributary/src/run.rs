@@ -6,28 +6,87 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tributary_platform::admin::{self, VersionInfo};
-use tributary_platform::{shutdown, telemetry};
+use tributary_platform::{shutdown, telemetry, CancellationToken};
+use tributary_runtime::supervise::{self, Mode};
+use tributary_runtime::system::{self, all_services};
+use tributary_runtime::{Context, Service, Settings, System};
 
-use crate::cli::{BenchCommand, Cli, Command};
-use crate::context::Context;
-use crate::services::{self, Service};
-use crate::settings::Settings;
+use crate::cli::{BenchCommand, Cli, Command, Invocation};
 
-pub async fn main(cli: Cli) -> anyhow::Result<()> {
-    let mut settings: Settings =
-        tributary_platform::config::load(cli.config.as_deref()).context("load configuration")?;
+/// Process name of `tributary up` (every service in one process), used
+/// for audit records logged outside any service.
+pub const UP_PROCESS: &str = "tributary";
+
+pub async fn main(invocation: Invocation, systems: Vec<System>) -> anyhow::Result<()> {
+    system::check(&systems).map_err(|e| anyhow::anyhow!("this build's system list: {e}"))?;
+    match invocation {
+        Invocation::System {
+            config,
+            name,
+            matches,
+        } => {
+            let settings =
+                Settings::load(config.as_deref(), &systems).context("load configuration")?;
+            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            let ctx = Arc::new(Context::new(settings, CancellationToken::new()));
+            let Some(cli) = systems
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| s.cli.as_ref())
+            else {
+                bail!("system {name} has no client commands");
+            };
+            cli.run(matches, ctx).await
+        }
+        Invocation::Builtin(cli) => builtin(cli, systems).await,
+    }
+}
+
+async fn builtin(cli: Cli, systems: Vec<System>) -> anyhow::Result<()> {
+    let mut settings =
+        Settings::load(cli.config.as_deref(), &systems).context("load configuration")?;
     match cli.command {
         Command::Config => {
-            println!("{settings:#?}");
+            print!("{settings:#?}");
             Ok(())
         }
-        Command::Services => {
-            let all = services::registry();
-            if all.is_empty() {
-                println!("no services are registered in this build");
+        Command::Services(args) => {
+            for sys in &systems {
+                for s in &sys.services {
+                    if args.json {
+                        let line = serde_json::json!({
+                            "name": s.name(), "system": sys.name, "about": s.about(),
+                            "listens": s.listens(),
+                        });
+                        println!("{line}");
+                    } else {
+                        println!("{:<20} {}", s.name(), s.about());
+                    }
+                }
             }
-            for s in all {
-                println!("{:<24} {}", s.name(), s.about());
+            Ok(())
+        }
+        Command::Migrate(args) => {
+            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            let ctx = Context::new(settings, CancellationToken::new());
+            let db = ctx.db().await?;
+            for sys in &systems {
+                let Some(m) = &sys.migrations else { continue };
+                let report = db
+                    .migrate(m)
+                    .await
+                    .with_context(|| format!("migrate {}", sys.name))?;
+                if args.json {
+                    let line = serde_json::json!({
+                        "system": sys.name, "applied": report.applied, "adopted": report.adopted,
+                    });
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{:<12} applied {:?}, adopted {:?}",
+                        sys.name, report.applied, report.adopted
+                    );
+                }
             }
             Ok(())
         }
@@ -35,17 +94,12 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
             if let Some(dir) = args.data_dir {
                 settings.data_dir = dir;
             }
-            serve(
-                settings,
-                services::registry(),
-                true,
-                crate::audit::UP_PROCESS,
-            )
-            .await
+            serve(settings, all_services(&systems), Mode::Up, UP_PROCESS).await
         }
         Command::Serve(args) => {
-            let Some(svc) = services::find(&args.service) else {
-                let known: Vec<&str> = services::registry().iter().map(|s| s.name()).collect();
+            let all = all_services(&systems);
+            let Some(svc) = all.iter().find(|s| s.name() == args.service).cloned() else {
+                let known: Vec<&str> = all.iter().map(|s| s.name()).collect();
                 bail!(
                     "unknown service {:?}; known services: {}",
                     args.service,
@@ -57,19 +111,7 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
                 );
             };
             let process = svc.name();
-            serve(settings, vec![svc], false, process).await
-        }
-        Command::Logistics(cmd) => {
-            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
-            let ctx = tributary_logistics::cli::CliContext {
-                bus_url: settings.bus_url(),
-                bus: settings.bus.clone(),
-            };
-            tributary_logistics::cli::run(cmd, ctx).await
-        }
-        Command::Chat(cmd) => {
-            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
-            tributary_chat::cli::run(cmd, &settings.chat.server).await
+            serve(settings, vec![svc], Mode::Serve, process).await
         }
         Command::Bench(BenchCommand::Bus(args)) => {
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
@@ -82,20 +124,25 @@ pub async fn main(cli: Cli) -> anyhow::Result<()> {
 /// `up`), the admin server, the audit shipper and `services`; returns
 /// after shutdown once every service has drained and the shipper has sent
 /// what they logged while stopping. `process` names the process in audit
-/// records (see [`crate::audit`]).
+/// records logged outside any service.
 async fn serve(
     settings: Settings,
     services: Vec<Arc<dyn Service>>,
-    all_backends: bool,
+    mode: Mode,
     process: &str,
 ) -> anyhow::Result<()> {
-    let (audit_layers, audit_queue) = crate::audit::layers(&settings, process);
+    let (audit_layers, audit_queue) = if settings.audit.enabled {
+        let (layer, queue) = tributary_runtime::audit::audit_layer(&settings.audit, process);
+        (vec![Box::new(layer) as telemetry::BoxLayer], Some(queue))
+    } else {
+        (Vec::new(), None)
+    };
     let _guard = telemetry::init(&settings.telemetry, audit_layers)?;
     let _ = telemetry::prometheus();
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let ctx = Arc::new(Context::new(settings, shutdown::on_signals()));
     let token = ctx.shutdown.clone();
-    if all_backends {
+    if mode == Mode::Up {
         std::fs::create_dir_all(&ctx.settings.data_dir).with_context(|| {
             format!("create data directory {}", ctx.settings.data_dir.display())
         })?;
@@ -121,52 +168,19 @@ async fn serve(
         admin = %format!("http://{addr}"),
         services = ?services.iter().map(|s| s.name()).collect::<Vec<_>>(),
         data_dir = %ctx.settings.data_dir.display(),
-        "tributary is up; Ctrl-C stops it"
+        "tributary is starting; /readyz turns 200 once every service is ready; Ctrl-C stops it"
     );
     // One shipper per process, stopped only after the services have drained.
-    let stop_shipping = tributary_platform::CancellationToken::new();
+    let stop_shipping = CancellationToken::new();
     let shipper = audit_queue.map(|queue| {
-        tokio::spawn(crate::audit::run_shipper(
+        tokio::spawn(tributary_runtime::audit::run_shipper(
             ctx.clone(),
             queue,
             stop_shipping.clone(),
         ))
     });
-    let mut tasks = tokio::task::JoinSet::new();
-    for svc in services {
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            let name = svc.name();
-            let res = svc.run(ctx).await;
-            (name, res)
-        });
-    }
-    let mut failed = None;
-    loop {
-        tokio::select! {
-            () = token.cancelled() => break,
-            joined = tasks.join_next(), if !tasks.is_empty() => match joined {
-                Some(Ok((name, Ok(())))) => tracing::info!(service = name, "service finished"),
-                Some(Ok((name, Err(e)))) => {
-                    tracing::error!(service = name, error = %format!("{e:#}"), "service failed; stopping");
-                    failed = Some(e.context(format!("service {name} failed")));
-                    token.cancel();
-                    break;
-                }
-                Some(Err(e)) => {
-                    failed = Some(anyhow::anyhow!("a service panicked: {e}"));
-                    token.cancel();
-                    break;
-                }
-                None => {}
-            },
-        }
-    }
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok((name, Err(e))) = joined {
-            tracing::error!(service = name, error = %format!("{e:#}"), "service failed while stopping");
-        }
-    }
+    let result = supervise::run(ctx.clone(), services, mode).await;
+    token.cancel();
     stop_shipping.cancel();
     if let Some(shipper) = shipper {
         // Bounded: the shipper drains for at most 5 s.
@@ -174,5 +188,5 @@ async fn serve(
     }
     let _ = admin_task.await;
     tracing::info!("stopped");
-    failed.map_or(Ok(()), Err)
+    result
 }

@@ -1,116 +1,170 @@
-//! Spawned-binary tests: `tributary up` on a fresh data directory becomes
-//! ready, shuts down cleanly on SIGTERM, and bad backend URLs fail with one
-//! clear line that names the URL without its password.
+//! Spawned-binary tests of the process model: `tributary up` on a fresh data
+//! directory becomes ready only once every service accepts connections and
+//! shuts down cleanly on SIGTERM; each service runs alone under `serve`;
+//! bad backend URLs fail with one clear line that names the URL without its
+//! password.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+use tributary_testkit::spawn::{any_port_env, command, free_port, http_get, Tributary};
+use tributary_testkit::{backend, fresh_postgres_db, Backend};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tributary"))
 }
 
-/// Minimal HTTP/1.0 GET: (status, body).
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
-    Some((status, body))
-}
-
-/// Every service listener on a free port, so tests never clash with each other or the machine.
-const SERVICE_PORTS_ANY: [(&str, &str); 4] = [
-    ("TRIBUTARY__LOGISTICS__GRPC_LISTEN", "127.0.0.1:0"),
-    ("TRIBUTARY__LOGISTICS__HTTP_LISTEN", "127.0.0.1:0"),
-    ("TRIBUTARY__CHAT__LISTEN", "127.0.0.1:0"),
-    ("TRIBUTARY__CHAT__GRPC_LISTEN", "127.0.0.1:0"),
-];
-
-fn tributary() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    // Start from a clean configuration environment.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TRIBUTARY__") || k == "TRIBUTARY_CONFIG" {
-            c.env_remove(k);
-        }
-    }
-    c
+/// The service names of this build, from `tributary services --json`.
+fn services() -> Vec<String> {
+    let out = command(bin())
+        .args(["services", "--json"])
+        .output()
+        .expect("services");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            v["name"].as_str().expect("name").to_owned()
+        })
+        .collect()
 }
 
 // Proves the README's run command works on a fresh directory: /readyz answers 200 with
-// every embedded backend checked, /metrics answers, and SIGTERM stops the process cleanly.
+// every embedded backend and every service checked, /metrics answers, and SIGTERM stops
+// the process cleanly.
 #[test]
 fn up_becomes_ready_and_stops_on_sigterm() {
     let dir = tributary_testkit::temp_dir();
-    let port = free_port();
-    let mut child = tributary()
-        .args(["up", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("TRIBUTARY__ADMIN__LISTEN", format!("127.0.0.1:{port}"))
-        .envs(SERVICE_PORTS_ANY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tributary up");
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let ready = loop {
-        if let Some((200, body)) = get(addr, "/readyz") {
-            break body;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            panic!("not ready within 30 s; stderr:\n{err}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let data = dir.path().join("data");
+    let data_arg = data.to_string_lossy().into_owned();
+    let mut up = Tributary::start(
+        bin(),
+        &["up", "--data-dir", &data_arg],
+        &[],
+        &dir.path().join("log"),
+    );
+    let ready = up.wait_ready(Duration::from_secs(60));
+    let text = ready.body.to_string();
     for check in ["sql", "bus", "objects", "cache"] {
         assert!(
-            ready.contains(check),
-            "{check} missing from /readyz: {ready}"
+            text.contains(&format!("\"{check}\"")),
+            "{check} missing from /readyz: {text}"
         );
     }
-    assert_eq!(get(addr, "/livez").map(|r| r.0), Some(200));
-    let (status, metrics) = get(addr, "/metrics").expect("/metrics");
+    for svc in services() {
+        assert!(
+            text.contains(&format!("\"{svc}\"")),
+            "service {svc} missing from /readyz: {text}"
+        );
+    }
+    assert_eq!(http_get(up.admin, "/livez").map(|r| r.0), Some(200));
+    let (status, metrics) = http_get(up.admin, "/metrics").expect("/metrics");
     assert_eq!(status, 200);
     assert!(metrics.contains("tributary_build_info"), "{metrics}");
+    let st = up.stop(Duration::from_secs(20));
+    assert!(
+        st.success(),
+        "exit status after SIGTERM: {st}\n{}",
+        up.log_text()
+    );
+    assert!(data.join("bus.db").exists());
+    assert!(data.join("tributary.db").exists());
+}
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            assert!(st.success(), "exit status after SIGTERM: {st}");
-            break;
+/// Starts `up` `rounds` times on `sql` (a fresh URL each round from
+/// `sql_url`); each time polls /readyz every 5 ms and, the moment it is
+/// 200, connects to every address every service reported.
+fn ready_means_accepting(rounds: usize, sql_url: &dyn Fn() -> Option<String>) {
+    let expected = any_port_env(bin()).len();
+    for round in 0..rounds {
+        let dir = tributary_testkit::temp_dir();
+        let data_arg = dir.path().join("data").to_string_lossy().into_owned();
+        let mut env = Vec::new();
+        let url = sql_url();
+        if let Some(url) = &url {
+            env.push(("TRIBUTARY__SQL__URL", url.as_str()));
         }
-        assert!(
-            Instant::now() < deadline,
-            "did not stop within 20 s of SIGTERM"
+        let mut up = Tributary::start(
+            bin(),
+            &["up", "--data-dir", &data_arg],
+            &env,
+            &dir.path().join("log"),
         );
-        std::thread::sleep(Duration::from_millis(100));
+        let ready = up.wait_ready_every(Duration::from_secs(60), Duration::from_millis(5));
+        let addrs = ready.listening();
+        assert_eq!(
+            addrs.len(),
+            expected,
+            "round {round}: every listener is reported: {}",
+            ready.body
+        );
+        for (svc, addr) in &addrs {
+            TcpStream::connect_timeout(addr, Duration::from_secs(1)).unwrap_or_else(|e| {
+                panic!("round {round}: /readyz was 200 but {svc} at {addr} refused: {e}")
+            });
+        }
+        up.kill9();
     }
-    assert!(dir.path().join("data/bus.db").exists());
-    assert!(dir.path().join("data/tributary.db").exists());
+}
+
+// Proves /readyz never answers 200 before every service of the process accepts connections
+// (SQLite): 20 starts in a row, each connecting to every port the moment /readyz turns 200.
+#[test]
+fn readyz_is_200_only_when_every_port_accepts_sqlite() {
+    ready_means_accepting(20, &|| None);
+}
+
+// Proves the same on PostgreSQL, a fresh database each start (so migrations run every time).
+#[test]
+fn readyz_is_200_only_when_every_port_accepts_postgres() {
+    let Some(base) = backend(Backend::Postgres) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    ready_means_accepting(20, &|| {
+        Some(rt.block_on(fresh_postgres_db(&base)).expect("db"))
+    });
+}
+
+// Proves every service runs alone under `serve NAME` against PostgreSQL + Kafka, reports
+// ready, and stops cleanly on SIGTERM.
+#[test]
+fn each_service_serves_alone_on_postgres_and_kafka() {
+    let (Some(pg), Some(kafka)) = (backend(Backend::Postgres), backend(Backend::Kafka)) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let db = rt.block_on(fresh_postgres_db(&pg)).expect("db");
+    for svc in services() {
+        let dir = tributary_testkit::temp_dir();
+        let mut p = Tributary::start(
+            bin(),
+            &["serve", &svc],
+            &[
+                ("TRIBUTARY__SQL__URL", &db),
+                ("TRIBUTARY__BUS__URL", &kafka),
+                ("TRIBUTARY__DATA_DIR", &dir.path().to_string_lossy()),
+            ],
+            &dir.path().join("log"),
+        );
+        let ready = p.wait_ready(Duration::from_secs(90));
+        let names: Vec<&str> = ready.body["services"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        assert_eq!(names, vec![svc.as_str()], "serve runs only {svc}");
+        let st = p.stop(Duration::from_secs(30));
+        assert!(st.success(), "{svc}: exit status {st}\n{}", p.log_text());
+    }
 }
 
 fn fails_with(envs: &[(&str, &str)]) -> String {
     let dir = tributary_testkit::temp_dir();
-    let mut cmd = tributary();
+    let mut cmd = command(bin());
     cmd.args(["up", "--data-dir"])
         .arg(dir.path())
         .env(
@@ -118,7 +172,8 @@ fn fails_with(envs: &[(&str, &str)]) -> String {
             format!("127.0.0.1:{}", free_port()),
         )
         .env("TRIBUTARY__SQL__ACQUIRE_TIMEOUT_SECS", "1")
-        .envs(SERVICE_PORTS_ANY);
+        .envs(any_port_env(bin()))
+        .stdout(Stdio::null());
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -139,7 +194,7 @@ fn unreachable_backend_is_named_without_password() {
     assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
 }
 
-// Proves malformed URLs and unknown configuration keys are rejected with their name.
+// Proves malformed URLs, unknown configuration keys and unknown sections are rejected with their name.
 #[test]
 fn malformed_configuration_is_named() {
     let err = fails_with(&[("TRIBUTARY__BUS__URL", "amqp://broker")]);
@@ -149,4 +204,52 @@ fn malformed_configuration_is_named() {
     );
     let err = fails_with(&[("TRIBUTARY__SQL__ULR", "x")]);
     assert!(err.contains("ulr"), "{err}");
+    let err = fails_with(&[("TRIBUTARY__CHTA__LISTEN", "x")]);
+    assert!(err.contains("chta") && err.contains("chat"), "{err}");
+}
+
+// Proves `tributary migrate` applies every system's migrations once, in its own namespace,
+// also when two processes run it at once on one SQLite file.
+#[test]
+fn migrate_twice_at_once_applies_once() {
+    let dir = tributary_testkit::temp_dir();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let run = || {
+        command(bin())
+            .args(["migrate", "--json"])
+            .env("TRIBUTARY__SQL__URL", &url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn migrate")
+    };
+    let (a, b) = (run(), run());
+    let mut applied = 0;
+    for child in [a, b] {
+        let out = child.wait_with_output().expect("wait");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: serde_json::Value = serde_json::from_str(line).expect("json");
+            applied += v["applied"].as_array().map_or(0, Vec::len);
+        }
+    }
+    let out = command(bin())
+        .args(["migrate", "--json"])
+        .env("TRIBUTARY__SQL__URL", &url)
+        .output()
+        .expect("third run");
+    assert!(out.status.success());
+    let again: usize = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json");
+            v["applied"].as_array().map_or(0, Vec::len)
+        })
+        .sum();
+    assert!(applied > 0, "something was applied");
+    assert_eq!(again, 0, "nothing left to apply");
 }

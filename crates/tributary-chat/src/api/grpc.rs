@@ -30,36 +30,11 @@ use crate::service::ChatService;
 /// (only the latest matters), the final report never is.
 const STREAM_BUFFER: usize = 32;
 
-/// The one mapping of the crate's errors to gRPC: a bad request is
-/// `INVALID_ARGUMENT` with its reason, a missing path or object is
-/// `NOT_FOUND`, anything else is `INTERNAL` "internal error" — logged here,
-/// once, and never detailed to the client.
+/// Errors become gRPC statuses through the one API error model
+/// (`From<Error> for ApiError`, then `From<ApiError> for Status`).
 impl From<Error> for Status {
     fn from(e: Error) -> Self {
-        match &e {
-            Error::InvalidRequest(msg) => Status::invalid_argument(msg.clone()),
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                Status::not_found(e.to_string())
-            }
-            Error::Storage(s) if s.is_not_found() => Status::not_found(s.to_string()),
-            Error::Storage(tributary_storage::Error::InvalidKey { .. })
-            | Error::Io { .. }
-            | Error::Json { .. }
-            | Error::Html { .. }
-            | Error::Csv { .. }
-            | Error::Parquet { .. }
-            | Error::Zip { .. }
-            | Error::InvalidMessage { .. } => Status::invalid_argument(e.to_string()),
-            Error::Read { .. }
-            | Error::Sql(_)
-            | Error::Storage(_)
-            | Error::Bus(_)
-            | Error::File { .. }
-            | Error::Task(_) => {
-                tracing::error!(error = %e, "chat gRPC request failed");
-                Status::internal("internal error")
-            }
-        }
+        tributary_runtime::ApiError::from(e).into()
     }
 }
 

@@ -6,13 +6,15 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use tributary_runtime::http::{Json, Path, Query};
+use tributary_runtime::ApiError;
 
 use super::openapi;
 use super::views::MessageView;
@@ -36,44 +38,10 @@ pub fn router(service: ChatService) -> Router {
         .with_state(service)
 }
 
-/// The one error type of the API: 4xx for bad requests, 500 (logged here,
-/// details hidden) for the rest.
-#[derive(Debug)]
-pub struct AppError(Error);
+type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
-impl From<Error> for AppError {
-    fn from(e: Error) -> Self {
-        AppError(e)
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct ErrorBody {
-    error: String,
-}
-
-impl IntoResponse for AppError {
-    fn into_response(self) -> Response {
-        let (status, msg) = match &self.0 {
-            Error::InvalidRequest(_) | Error::Io { .. } => {
-                (StatusCode::BAD_REQUEST, self.0.to_string())
-            }
-            other => {
-                tracing::error!(error = %other, "chat API request failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error".to_owned(),
-                )
-            }
-        };
-        (status, Json(ErrorBody { error: msg })).into_response()
-    }
-}
-
-type ApiResult<T> = Result<Json<T>, AppError>;
-
-async fn openapi_doc() -> Json<serde_json::Value> {
-    Json(openapi::document())
+async fn openapi_doc() -> axum::Json<serde_json::Value> {
+    axum::Json(openapi::document())
 }
 
 /// Body of `POST /api/chat/import`.
@@ -211,7 +179,7 @@ async fn search(
     Json(req): Json<SearchRequest>,
 ) -> ApiResult<SearchResponse> {
     let messages = svc.search(&req).await?;
-    Ok(Json(SearchResponse {
+    Ok(axum::Json(SearchResponse {
         messages: messages.iter().map(MessageView::from).collect(),
     }))
 }
@@ -220,7 +188,7 @@ async fn count(
     State(svc): State<ChatService>,
     Json(f): Json<MessageFilter>,
 ) -> ApiResult<CountResponse> {
-    Ok(Json(CountResponse {
+    Ok(axum::Json(CountResponse {
         count: svc.count(&f).await?,
     }))
 }
@@ -229,7 +197,7 @@ async fn delete(
     State(svc): State<ChatService>,
     Json(body): Json<DeleteBody>,
 ) -> ApiResult<DeleteResponse> {
-    Ok(Json(DeleteResponse {
+    Ok(axum::Json(DeleteResponse {
         deleted: svc.delete(&body.filter, body.all).await?,
     }))
 }
@@ -238,21 +206,21 @@ async fn users(
     State(svc): State<ChatService>,
     Query(q): Query<UsersQuery>,
 ) -> ApiResult<Vec<crate::store::UserCount>> {
-    Ok(Json(svc.users(q.limit).await?))
+    Ok(axum::Json(svc.users(q.limit).await?))
 }
 
 async fn user(
     State(svc): State<ChatService>,
     Path(id): Path<String>,
 ) -> ApiResult<crate::store::UserCount> {
-    Ok(Json(svc.user(&id).await?))
+    Ok(axum::Json(svc.user(&id).await?))
 }
 
 async fn audit(
     State(svc): State<ChatService>,
     Query(f): Query<AuditFilter>,
 ) -> ApiResult<Vec<crate::store::AuditRecord>> {
-    Ok(Json(svc.audit(&f).await?))
+    Ok(axum::Json(svc.audit(&f).await?))
 }
 
 async fn backup(State(svc): State<ChatService>, Json(body): Json<BackupBody>) -> Response {

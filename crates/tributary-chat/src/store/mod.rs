@@ -21,16 +21,15 @@ pub use users::UserCount;
 use crate::error::{Error, Result};
 use sql::Pool;
 
-/// The chat migrations of both dialects. Other systems share the database
-/// and its migration table, so their (differently numbered) migrations are
-/// ignored here instead of failing as "applied but missing".
-fn migrators() -> (Migrator, Migrator) {
-    let mut pg = sqlx::migrate!("migrations/postgres");
-    let mut lite = sqlx::migrate!("migrations/sqlite");
-    pg.set_ignore_missing(true);
-    lite.set_ignore_missing(true);
-    (pg, lite)
-}
+static PG_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+static LITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// The chat migrations of both dialects (namespace `chat`).
+pub const MIGRATIONS: Migrations<'static> = Migrations {
+    namespace: "chat",
+    postgres: &PG_MIGRATIONS,
+    sqlite: &LITE_MIGRATIONS,
+};
 
 /// The chat archive's tables in one database. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -44,12 +43,7 @@ impl ChatStore {
     /// # Errors
     /// [`Error::Storage`] when a migration fails.
     pub async fn open(db: &Database) -> Result<Self> {
-        let (pg, lite) = migrators();
-        db.migrate(&Migrations {
-            postgres: &pg,
-            sqlite: &lite,
-        })
-        .await?;
+        db.migrate(&MIGRATIONS).await?;
         let pool = match (db.as_postgres(), db.as_sqlite()) {
             (Some(p), _) => Pool::Pg(p.clone()),
             (None, Some(p)) => Pool::Lite(p.clone()),

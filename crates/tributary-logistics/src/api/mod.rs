@@ -86,10 +86,14 @@ pub async fn serve(
     });
     let app = http::router(svc).layer(scope);
     tasks.spawn(async move {
-        axum::serve(http_listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .context("HTTP server")
+        tributary_runtime::http::serve(
+            http_listener,
+            app,
+            "logistics-api",
+            tributary_runtime::http::HttpLimits::default(),
+            shutdown,
+        )
+        .await
     });
     tracing::info!(grpc = %grpc_addr, http = %http_addr, "logistics API listening");
     Ok(RunningApi {

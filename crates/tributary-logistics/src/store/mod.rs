@@ -17,20 +17,16 @@ use tributary_storage::{Database, Migrations};
 use crate::domain::{NewPackage, OutboxEvent, Package, PackageId, PackageUpdate, Page};
 use crate::{Error, Result};
 
-/// The logistics migrations of both dialects. Several systems share one
-/// database (one `_sqlx_migrations` table), so versions other systems
-/// applied are ignored; ours start with 20240603 and never collide.
-fn migrators() -> (Migrator, Migrator) {
-    let mut pg = sqlx::migrate!("migrations/postgres");
-    let mut lite = sqlx::migrate!("migrations/sqlite");
-    pg.set_ignore_missing(true);
-    lite.set_ignore_missing(true);
-    (pg, lite)
-}
+/// The logistics migrations of both dialects, in the `logistics` namespace.
+static PG_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+static LITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 
-/// `logistics-api` and `logistics-relay` may start together in one process
-/// (`tributary up`); SQLite has no migration lock, so they take turns here.
-static MIGRATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The logistics migrations (namespace `logistics`).
+pub const MIGRATIONS: Migrations<'static> = Migrations {
+    namespace: "logistics",
+    postgres: &PG_MIGRATIONS,
+    sqlite: &LITE_MIGRATIONS,
+};
 
 /// What a relay gives back for a claimed event it could not send.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +60,7 @@ impl Store {
 
     /// Applies this crate's migrations for the database's dialect.
     pub async fn migrate(&self) -> Result<()> {
-        let _turn = MIGRATING.lock().await;
-        let (pg, lite) = migrators();
-        self.db
-            .migrate(&Migrations {
-                postgres: &pg,
-                sqlite: &lite,
-            })
-            .await?;
+        self.db.migrate(&MIGRATIONS).await?;
         Ok(())
     }
 

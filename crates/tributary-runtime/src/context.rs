@@ -15,7 +15,7 @@ use crate::settings::Settings;
 
 /// Shared by every service of a process.
 pub struct Context {
-    /// Effective settings.
+    /// Effective settings (platform part and every system's section).
     pub settings: Arc<Settings>,
     /// Readiness checks of this process.
     pub readiness: Readiness,
@@ -41,6 +41,11 @@ impl Context {
             objects: OnceCell::new(),
             cache: OnceCell::new(),
         }
+    }
+
+    /// The settings section of type `T` (a system's own, e.g. `ChatSettings`).
+    pub fn section<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        self.settings.section::<T>()
     }
 
     /// The event bus (connected on first call), registered for `/readyz`.

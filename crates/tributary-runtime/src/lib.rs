@@ -1,0 +1,26 @@
+//! The system contract and the shared building blocks every system is
+//! built on, between the ports (bus, storage) and the systems:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`system`] | [`System`], [`Service`], [`SystemCli`]: what a system crate exports |
+//! | [`context`] | [`Context`]: settings, lazily connected backends, readiness, shutdown |
+//! | [`settings`] | [`Settings`]: the platform part plus one typed section per system |
+//! | [`supervise`] | running services: restart with backoff under `up`, exit under `serve` |
+//! | [`error`] | [`ApiError`]: one error kind -> HTTP status, gRPC code, JSON body |
+//! | [`http`] | the shared HTTP layers: limits, request id, metrics, shutdown |
+//! | [`audit`] | the audit layer and the one shipper per process |
+
+pub mod audit;
+pub mod context;
+pub mod error;
+pub mod http;
+pub mod settings;
+pub mod supervise;
+pub mod system;
+
+pub use context::Context;
+pub use error::{ApiError, ErrorBody, ErrorKind};
+pub use settings::{PlatformSettings, Settings, SettingsSection};
+pub use system::{Service, System, SystemCli, TopicSpec};
+pub use tributary_platform::{ServiceState, Started};
