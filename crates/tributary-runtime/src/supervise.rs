@@ -37,20 +37,41 @@ fn backoff(failures: u32) -> Duration {
         .min(Duration::from_secs(60))
 }
 
-/// Runs `services` until `ctx.shutdown` is cancelled (or, under
-/// [`Mode::Serve`], one fails), then waits for every one to drain.
+/// Services registered for `/readyz` (state `starting`), not yet running.
+/// Register them before the admin server starts, so `/readyz` can never
+/// answer 200 for a process whose services have not started.
+pub struct Registered(Vec<(Arc<dyn Service>, Started)>);
+
+impl std::fmt::Debug for Registered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(s, _)| s.name()))
+            .finish()
+    }
+}
+
+/// Registers every service with the process's readiness (see [`Registered`]).
+pub fn register(ctx: &Context, services: Vec<Arc<dyn Service>>) -> Registered {
+    Registered(
+        services
+            .into_iter()
+            .map(|svc| {
+                let started = ctx.readiness.service(svc.name());
+                (svc, started)
+            })
+            .collect(),
+    )
+}
+
+/// Runs the `registered` services until `ctx.shutdown` is cancelled (or,
+/// under [`Mode::Serve`], one fails), then waits for every one to drain.
 ///
 /// # Errors
 /// Under [`Mode::Serve`], the first service failure (with the service's
 /// name); under [`Mode::Up`], only failures while stopping.
-pub async fn run(
-    ctx: Arc<Context>,
-    services: Vec<Arc<dyn Service>>,
-    mode: Mode,
-) -> anyhow::Result<()> {
+pub async fn run(ctx: Arc<Context>, registered: Registered, mode: Mode) -> anyhow::Result<()> {
     let mut tasks = tokio::task::JoinSet::new();
-    for svc in services {
-        let started = ctx.readiness.service(svc.name());
+    for (svc, started) in registered.0 {
         tasks.spawn(supervise(svc, ctx.clone(), started, mode));
     }
     let mut first_error = None;

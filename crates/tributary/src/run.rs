@@ -142,6 +142,8 @@ async fn serve(
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let ctx = Arc::new(Context::new(settings, shutdown::on_signals()));
     let token = ctx.shutdown.clone();
+    // Before the admin server: /readyz is 503 until each of them is ready.
+    let registered = supervise::register(&ctx, services);
     if mode == Mode::Up {
         std::fs::create_dir_all(&ctx.settings.data_dir).with_context(|| {
             format!("create data directory {}", ctx.settings.data_dir.display())
@@ -166,7 +168,7 @@ async fn serve(
     .await?;
     tracing::info!(
         admin = %format!("http://{addr}"),
-        services = ?services.iter().map(|s| s.name()).collect::<Vec<_>>(),
+        services = ?registered,
         data_dir = %ctx.settings.data_dir.display(),
         "tributary is starting; /readyz turns 200 once every service is ready; Ctrl-C stops it"
     );
@@ -179,7 +181,7 @@ async fn serve(
             stop_shipping.clone(),
         ))
     });
-    let result = supervise::run(ctx.clone(), services, mode).await;
+    let result = supervise::run(ctx.clone(), registered, mode).await;
     token.cancel();
     stop_shipping.cancel();
     if let Some(shipper) = shipper {

@@ -330,9 +330,9 @@ fn chat_cli_against_up_imports_searches_backs_up_and_restores() {
 }
 
 // Proves every service of the process ships its log records to the audit
-// log, named after the system that logged them: a warning of the
+// log, named after the service that logged them: a warning of the
 // logistics relay (it cannot create a topic with an invalid name) is
-// queryable through `tributary chat audit --service logistics`.
+// queryable through `tributary chat audit --service logistics-relay`.
 #[test]
 fn a_logistics_warning_reaches_the_chat_audit_log() {
     let mut up = Up::start(&[("TRIBUTARY__LOGISTICS__RELAY__TOPIC", "not a topic!")]);
@@ -340,7 +340,7 @@ fn a_logistics_warning_reaches_the_chat_audit_log() {
     let chat = up.chat;
     up.wait_for(chat, "/api/chat/users");
     let out = up.chat_until(
-        &["audit", "--service", "logistics", "--level", "warn"],
+        &["audit", "--service", "logistics-relay", "--level", "warn"],
         |out| out.contains("cannot create the relay topic"),
     );
     let line = out
@@ -348,7 +348,7 @@ fn a_logistics_warning_reaches_the_chat_audit_log() {
         .find(|l| l.contains("cannot create the relay topic"))
         .expect("line");
     assert!(
-        line.contains(" WARN ") && line.contains(" logistics "),
+        line.contains(" WARN ") && line.contains(" logistics-relay "),
         "{line}"
     );
     assert!(line.contains("not a topic!"), "fields kept: {line}");

@@ -49,7 +49,7 @@ fn up_becomes_ready_and_stops_on_sigterm() {
     let text = ready.body.to_string();
     for check in ["sql", "bus", "objects", "cache"] {
         assert!(
-            text.contains(&format!("\"{check}\"")),
+            text.contains(&format!("\"name\":\"{check}")),
             "{check} missing from /readyz: {text}"
         );
     }
