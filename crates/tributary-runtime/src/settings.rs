@@ -189,10 +189,16 @@ fn non_empty(s: &str) -> Option<String> {
 /// masked. Made with [`SettingsSection::of`].
 pub struct SettingsSection {
     type_id: TypeId,
-    defaults: fn() -> Result<Value, figment::Error>,
-    load: fn(&Figment, &str) -> Result<Arc<dyn Any + Send + Sync>, figment::Error>,
-    debug: fn(&(dyn Any + Send + Sync)) -> String,
+    defaults: fn() -> Result<Value, String>,
+    load: fn(&Figment, &str) -> Result<AnySection, String>,
+    debug: DebugFn,
 }
+
+/// A loaded section, type-erased.
+type AnySection = Arc<dyn Any + Send + Sync>;
+
+/// Prints a type-erased section with secrets masked.
+type DebugFn = fn(&(dyn Any + Send + Sync)) -> String;
 
 impl std::fmt::Debug for SettingsSection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -209,8 +215,11 @@ impl SettingsSection {
     {
         Self {
             type_id: TypeId::of::<T>(),
-            defaults: || Value::serialize(T::default()),
-            load: |fig, key| Ok(Arc::new(fig.extract_inner::<T>(key)?)),
+            defaults: || Value::serialize(T::default()).map_err(|e| e.to_string()),
+            load: |fig, key| match fig.extract_inner::<T>(key) {
+                Ok(t) => Ok(Arc::new(t)),
+                Err(e) => Err(e.to_string()),
+            },
             debug: |v| match v.downcast_ref::<T>() {
                 Some(t) => format!("{t:#?}"),
                 None => String::from("?"),
@@ -224,14 +233,7 @@ impl SettingsSection {
 pub struct Settings {
     /// Backends, admin server, telemetry, audit.
     pub platform: PlatformSettings,
-    sections: BTreeMap<
-        &'static str,
-        (
-            TypeId,
-            Arc<dyn Any + Send + Sync>,
-            fn(&(dyn Any + Send + Sync)) -> String,
-        ),
-    >,
+    sections: BTreeMap<&'static str, (TypeId, AnySection, DebugFn)>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -314,7 +316,7 @@ impl Settings {
         let mut sections = BTreeMap::new();
         for sys in systems {
             let s = &sys.settings;
-            let value = (s.load)(fig, sys.name).map_err(err)?;
+            let value = (s.load)(fig, sys.name).map_err(ConfigError::new)?;
             sections.insert(sys.name, (s.type_id, value, s.debug));
         }
         Ok(Self { platform, sections })
@@ -366,7 +368,7 @@ fn known_sections(systems: &[System]) -> Result<Vec<String>, ConfigError> {
 fn defaults_figment(systems: &[System]) -> Result<Figment, ConfigError> {
     let mut fig = Figment::from(Serialized::defaults(PlatformSettings::default()));
     for sys in systems {
-        let value = (sys.settings.defaults)().map_err(|e| ConfigError::new(e.to_string()))?;
+        let value = (sys.settings.defaults)().map_err(ConfigError::new)?;
         fig = fig.merge(Serialized::default(sys.name, value));
     }
     Ok(fig)
