@@ -1,0 +1,28 @@
+//! File imports: the pure domain of the imports system
+//! (`POST /import/{kind}/{name}` -> object store -> events -> validation ->
+//! database), no I/O.
+//!
+//! - [`Splitter`] detects whether an upload body is one JSON object, a JSON
+//!   array of objects or NDJSON, checks its syntax while the bytes stream in
+//!   and yields one [`Record`] per top-level object, in memory bounded by the
+//!   largest record; a malformed body is a [`SyntaxError`] with line, column
+//!   and reason.
+//! - [`validate`] turns one `company` document (the CrunchBase
+//!   `companies.json` shape) into a typed [`Company`], or reports every
+//!   [`Violation`] of the record, each named by a stable rule from [`RULES`].
+//! - [`Money`] and [`PartialDate`] parse the messy money strings and dates of
+//!   the real data.
+//! - [`generate`] builds realistic company documents from a seed, some of
+//!   them broken on purpose with the rule they break known.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod domain;
+
+pub use domain::body::{split, BodyFormat, Record, Splitter, SyntaxError};
+pub use domain::company::{validate, validate_at, Company};
+pub use domain::dates::{parse_timestamp, PartialDate};
+pub use domain::generate;
+pub use domain::money::Money;
+pub use domain::rules::{Violation, RULES};
+pub use domain::{Error, Result};
