@@ -77,7 +77,7 @@ pub async fn run_relay(
 ) -> anyhow::Result<()> {
     let store = store::Store::new(db);
     store.migrate().await?;
-    let relay = relay::Relay::new(store, bus, settings.relay.clone());
+    let relay = relay::relay(&store, bus, settings.relay.clone());
     readiness.register(Arc::new(relay.health()));
     started.ready();
     relay.run(shutdown).await

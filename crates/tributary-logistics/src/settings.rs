@@ -36,7 +36,7 @@ impl Default for LogisticsSettings {
             allow_request_log_level: false,
             page_default: limits.default,
             page_max: limits.max,
-            relay: RelayConfig::default(),
+            relay: RelayConfig::for_topic(crate::relay::DEFAULT_TOPIC),
         }
     }
 }

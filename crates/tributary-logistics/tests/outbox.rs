@@ -14,19 +14,17 @@ fn new(title: &str) -> NewPackage {
     NewPackage::parse(title.into(), "steel".into(), 5.0, false).unwrap()
 }
 
-/// Makes every insert into `package_event` fail, the way a constraint or
+/// Makes every insert into the shared outbox (`tributary_outbox`) fail, the way a constraint or
 /// a lost connection would in the middle of the transaction.
 async fn break_outbox(t: &TestDb) {
     if let Some(pg) = t.db.as_postgres() {
-        sqlx::query(
-            "ALTER TABLE package_event ADD CONSTRAINT broken CHECK (package_id < 0) NOT VALID",
-        )
-        .execute(pg)
-        .await
-        .unwrap();
+        sqlx::query("ALTER TABLE tributary_outbox ADD CONSTRAINT broken CHECK (id < 0) NOT VALID")
+            .execute(pg)
+            .await
+            .unwrap();
     } else if let Some(lite) = t.db.as_sqlite() {
         sqlx::query(
-            "CREATE TRIGGER broken BEFORE INSERT ON package_event BEGIN SELECT RAISE(ABORT, 'broken'); END",
+            "CREATE TRIGGER broken BEFORE INSERT ON tributary_outbox BEGIN SELECT RAISE(ABORT, 'broken'); END",
         )
         .execute(lite)
         .await

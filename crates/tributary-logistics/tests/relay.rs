@@ -17,7 +17,7 @@ use tributary_bus::unreliable::Unreliable;
 use tributary_bus::BusHealth;
 use tributary_logistics::domain::{NewPackage, PackageId, PackageUpdate};
 use tributary_logistics::proto::v1 as pb;
-use tributary_logistics::relay::{Relay, RelayConfig};
+use tributary_logistics::relay::{relay, RelayConfig};
 use tributary_logistics::store::Store;
 use tributary_platform::Readiness;
 
@@ -126,9 +126,8 @@ async fn crash(sql: Sql, bus_kind: BusKind, packages: usize) {
         write_round(&t.store, &ids, packages, round).await;
     }
     let backlog = t.store.pending_events().await.unwrap();
-    let relay_a = tokio::spawn(
-        Relay::new(t.store.clone(), b.bus.clone(), cfg.clone()).run(CancellationToken::new()),
-    );
+    let relay_a =
+        tokio::spawn(relay(&t.store, b.bus.clone(), cfg.clone()).run(CancellationToken::new()));
     let deadline = Instant::now() + Duration::from_secs(120);
     while t.store.pending_events().await.unwrap() > backlog / 2 {
         assert!(Instant::now() < deadline, "relay A made no progress");
@@ -142,8 +141,7 @@ async fn crash(sql: Sql, bus_kind: BusKind, packages: usize) {
         write_round(&t.store, &ids, packages, round).await;
     }
     let stop_b = CancellationToken::new();
-    let relay_b =
-        tokio::spawn(Relay::new(t.store.clone(), b.bus.clone(), cfg.clone()).run(stop_b.clone()));
+    let relay_b = tokio::spawn(relay(&t.store, b.bus.clone(), cfg.clone()).run(stop_b.clone()));
     for round in 7..10 {
         write_round(&t.store, &ids, packages, round).await;
     }
@@ -225,9 +223,7 @@ async fn two_relays(sql: Sql, bus_kind: BusKind) {
     ]));
     let stop = CancellationToken::new();
     let relays: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(Relay::new(t.store.clone(), b.bus.clone(), cfg.clone()).run(stop.clone()))
-        })
+        .map(|_| tokio::spawn(relay(&t.store, b.bus.clone(), cfg.clone()).run(stop.clone())))
         .collect();
     for round in 0..10 {
         write_round(&t.store, &ids, packages, round).await;
@@ -290,7 +286,7 @@ async fn broker_away(sql: Sql, bus_kind: BusKind) {
     let Some(t) = db(sql).await else { return };
     let Some(b) = bus(bus_kind).await else { return };
     let (flaky, outage) = Unreliable::wrap(b.bus.clone());
-    let relay = Relay::new(t.store.clone(), flaky.clone(), config(&b.topic));
+    let relay = relay(&t.store, flaky.clone(), config(&b.topic));
     let readiness = Readiness::default();
     readiness.register(Arc::new(relay.health()));
     readiness.register(Arc::new(BusHealth(flaky.clone())));

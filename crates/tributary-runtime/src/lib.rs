@@ -10,11 +10,13 @@
 //! | [`error`] | [`ApiError`]: one error kind -> HTTP status, gRPC code, JSON body |
 //! | [`http`] | the shared HTTP layers: limits, request id, metrics, shutdown |
 //! | [`audit`] | the audit layer and the one shipper per process |
+//! | [`outbox`] | the one transactional outbox: enqueue in the caller's transaction, leased relay with per-key order |
 
 pub mod audit;
 pub mod context;
 pub mod error;
 pub mod http;
+pub mod outbox;
 pub mod settings;
 pub mod supervise;
 pub mod system;

@@ -23,7 +23,7 @@ use crate::api::ApiConfig;
 use crate::domain::PageLimits;
 use crate::proto::v1 as pb;
 use crate::proto::v1::logistic_package_api_service_client::LogisticPackageApiServiceClient;
-use crate::relay::{Relay, RelayConfig};
+use crate::relay::RelayConfig;
 use crate::service::PackageService;
 use crate::store::Store;
 
@@ -185,7 +185,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let (tap, mut taps) = mpsc::unbounded_channel();
     let relay_stop = CancellationToken::new();
-    let relay = Relay::new(store.clone(), bus.clone(), cfg).with_latency_tap(tap);
+    let relay = crate::relay::relay(&store, bus.clone(), cfg).with_latency_tap(tap);
     bus.create_topic(&topic, 3).await?;
     let started = Instant::now();
     let relay_task = tokio::spawn(relay.run(relay_stop.clone()));

@@ -16,7 +16,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    /// The value stored in `package_event.event_type`.
+    /// The value stored in shared outbox `kind` column.
     pub fn as_str(self) -> &'static str {
         match self {
             EventType::Created => "Created",
@@ -51,4 +51,31 @@ pub struct OutboxEvent {
     pub created: DateTime<Utc>,
     /// Failed send rounds so far.
     pub attempts: i32,
+}
+
+impl OutboxEvent {
+    /// Decodes a row of the shared outbox written by this crate: key = the
+    /// package id in decimal, kind = the event type, payload = the package
+    /// state as JSON.
+    ///
+    /// # Errors
+    /// [`crate::Error::Corrupt`] naming what does not decode.
+    pub fn from_outbox(raw: &tributary_runtime::outbox::OutboxEvent) -> crate::Result<Self> {
+        let corrupt =
+            |what: &str| crate::Error::Corrupt(format!("outbox event {}: {what}", raw.id));
+        let id: i64 = std::str::from_utf8(&raw.key)
+            .ok()
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| corrupt("key is not a package id"))?;
+        Ok(OutboxEvent {
+            id: raw.id,
+            package_id: PackageId::from_db(id),
+            event_type: EventType::parse(&raw.kind)
+                .ok_or_else(|| corrupt(&format!("event type {:?}", raw.kind)))?,
+            payload: String::from_utf8(raw.payload.clone())
+                .map_err(|_| corrupt("payload is not UTF-8"))?,
+            created: raw.created,
+            attempts: raw.attempts,
+        })
+    }
 }

@@ -1,46 +1,27 @@
-//! The outbox relay ("retranslator"): consumers claim batches of outbox
-//! events under a lease, producers publish them as protobuf `PackageEvent`
-//! keyed by package id, a cleaner deletes sent events and unlocks failed ones.
-//!
-//! Guarantees:
-//! - at-least-once: an event is deleted only after the bus acknowledged it;
-//!   a relay killed at any point leaves its events locked until the lease
-//!   expires, then any relay sends them again (duplicates, never losses);
-//! - per-package order, with any number of relays: a package is claimed only
-//!   when no event of it is leased or backing off, claims take a prefix of a
-//!   package's events, and one package's events are sent one after another,
-//!   the next only after the previous was acknowledged. When one fails, the
-//!   rest of its package waits; other packages go on;
-//! - leases are renewed by a heartbeat while the relay lives, so a slow
-//!   broker does not make another relay take live work over;
-//! - shutdown drains: consumers stop, producers finish their batches, the
-//!   cleaner flushes.
+//! The logistics relay: the shared outbox relay
+//! ([`tributary_runtime::outbox::Relay`]) over namespace `logistics`, with
+//! the protobuf `PackageEvent` encoder, keyed by package id (decimal).
+//! Guarantees (at-least-once, per-package order with any number of relays,
+//! leases with heartbeat, drain on shutdown) are the shared relay's.
 
-mod config;
-
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::join_all;
-use futures::stream::{FuturesUnordered, StreamExt};
 use prost::Message as _;
-use tokio::sync::{mpsc, Mutex};
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tributary_bus::{Bus, Record};
+use tributary_runtime::outbox::{self, Encoder};
 
-pub use config::{RelayConfig, DEFAULT_TOPIC};
+pub use tributary_runtime::outbox::{RelayConfig, RelayHealth};
 
 use crate::domain::OutboxEvent;
-use crate::metrics as m;
 use crate::proto::v1 as pb;
-use crate::store::{Release, Store};
+use crate::store::Store;
 
-/// Claimed batches one producer sends at the same time.
-const BATCHES_IN_FLIGHT: usize = 16;
+/// Topic the relay publishes to (seed name).
+pub const DEFAULT_TOPIC: &str = "omp-package-events";
+
+/// The relay type (the shared one).
+pub type Relay = outbox::Relay;
 
 /// The wire form of an outbox event.
 pub fn encode(e: &OutboxEvent) -> Vec<u8> {
@@ -63,408 +44,22 @@ pub fn record(topic: &str, e: &OutboxEvent) -> Record {
     )
 }
 
-/// Readiness of a relay: red while sends fail (the bus is away or refuses).
-#[derive(Clone, Debug, Default)]
-pub struct RelayHealth {
-    failing: Arc<AtomicBool>,
+/// The encoder of the shared relay: a stored event becomes a
+/// `PackageEvent` record. A row that does not decode (never written by this
+/// crate) is sent as it is stored and logged.
+pub fn encoder() -> Encoder {
+    Arc::new(
+        |topic: &str, raw: &outbox::OutboxEvent| match OutboxEvent::from_outbox(raw) {
+            Ok(e) => record(topic, &e),
+            Err(err) => {
+                tracing::error!(event = raw.id, error = %err, "undecodable logistics outbox row; sent as stored");
+                (outbox::plain())(topic, raw)
+            }
+        },
+    )
 }
 
-#[async_trait::async_trait]
-impl tributary_platform::HealthCheck for RelayHealth {
-    fn name(&self) -> String {
-        "logistics relay".into()
-    }
-    async fn check(&self) -> Result<(), String> {
-        if self.failing.load(Ordering::Relaxed) {
-            Err("publishing to the event bus fails; events are kept and retried".into())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-#[derive(Debug)]
-enum Outcome {
-    Sent(i64),
-    Failed { id: i64, backoff: Duration },
-    Untried(i64),
-}
-
-/// A relay instance. Several may run at once (in one or many processes).
-pub struct Relay {
-    store: Store,
-    bus: Bus,
-    cfg: RelayConfig,
-    owner: String,
-    health: RelayHealth,
-    latency_tap: Option<mpsc::UnboundedSender<Duration>>,
-}
-
-impl std::fmt::Debug for Relay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay")
-            .field("owner", &self.owner)
-            .field("cfg", &self.cfg)
-            .finish()
-    }
-}
-
-impl Relay {
-    /// A relay from `store` to `bus`.
-    pub fn new(store: Store, bus: Bus, cfg: RelayConfig) -> Self {
-        let owner = if cfg.owner.trim().is_empty() {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "relay".into());
-            let rnd = uuid::Uuid::new_v4().simple().to_string();
-            format!("{host}-{}-{}", std::process::id(), &rnd[..8])
-        } else {
-            cfg.owner.clone()
-        };
-        Self {
-            store,
-            bus,
-            cfg,
-            owner,
-            health: RelayHealth::default(),
-            latency_tap: None,
-        }
-    }
-
-    /// Reports commit-to-acknowledged latency of every sent event (bench).
-    #[must_use]
-    pub fn with_latency_tap(mut self, tap: mpsc::UnboundedSender<Duration>) -> Self {
-        self.latency_tap = Some(tap);
-        self
-    }
-
-    /// The lease owner name of this relay.
-    pub fn owner(&self) -> &str {
-        &self.owner
-    }
-
-    /// Its readiness check.
-    pub fn health(&self) -> RelayHealth {
-        self.health.clone()
-    }
-
-    /// Runs until `shutdown` fires, then drains. Dropping the future (a
-    /// crash) aborts every task; leases then expire and events are resent.
-    ///
-    /// # Errors
-    /// Never for backend trouble (that is retried and shown on readiness);
-    /// only when a task panics.
-    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let me = Arc::new(self);
-        tracing::info!(owner = %me.owner, topic = %me.cfg.topic, "relay starting");
-        me.ensure_topic(&shutdown).await;
-        let (events_tx, events_rx) = mpsc::channel::<Vec<OutboxEvent>>(me.cfg.producers.max(1) * 2);
-        let events_rx = Arc::new(Mutex::new(events_rx));
-        let (results_tx, results_rx) = mpsc::unbounded_channel::<Vec<Outcome>>();
-
-        let mut lag = JoinSet::new();
-        let stop_lag = CancellationToken::new();
-        lag.spawn(me.clone().lag_loop(stop_lag.clone()));
-        lag.spawn(me.clone().heartbeat(stop_lag.clone()));
-        let mut cleaner = JoinSet::new();
-        cleaner.spawn(me.clone().cleaner(results_rx));
-        let mut producers = JoinSet::new();
-        for _ in 0..me.cfg.producers.max(1) {
-            producers.spawn(me.clone().producer(events_rx.clone(), results_tx.clone()));
-        }
-        drop(results_tx);
-        let mut consumers = JoinSet::new();
-        for _ in 0..me.cfg.consumers.max(1) {
-            consumers.spawn(me.clone().consumer(events_tx.clone(), shutdown.clone()));
-        }
-        drop(events_tx);
-
-        // Drain in order: consumers stop claiming, producers finish, cleaner flushes.
-        let mut panicked = None;
-        for set in [&mut consumers, &mut producers, &mut cleaner] {
-            while let Some(r) = set.join_next().await {
-                if let Err(e) = r {
-                    panicked.get_or_insert(e);
-                }
-            }
-        }
-        stop_lag.cancel();
-        while lag.join_next().await.is_some() {}
-        tracing::info!(owner = %me.owner, "relay drained and stopped");
-        match panicked {
-            Some(e) => Err(anyhow::anyhow!("relay task panicked: {e}")),
-            None => Ok(()),
-        }
-    }
-
-    async fn ensure_topic(&self, shutdown: &CancellationToken) {
-        let mut n = 0;
-        loop {
-            match self
-                .bus
-                .create_topic(&self.cfg.topic, self.cfg.partitions)
-                .await
-            {
-                Ok(()) => return,
-                Err(e) => {
-                    self.health.failing.store(true, Ordering::Relaxed);
-                    tracing::warn!(topic = %self.cfg.topic, error = %e, "cannot create the relay topic; retrying");
-                }
-            }
-            let delay = self.cfg.backoff(n);
-            n = n.saturating_add(1);
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(delay) => {}
-            }
-        }
-    }
-
-    async fn consumer(
-        self: Arc<Self>,
-        out: mpsc::Sender<Vec<OutboxEvent>>,
-        shutdown: CancellationToken,
-    ) {
-        let idle = Duration::from_millis(self.cfg.poll_interval_ms.max(1));
-        let mut errors = 0u32;
-        while !shutdown.is_cancelled() {
-            let pause = match self
-                .store
-                .claim(&self.owner, self.cfg.lease(), self.cfg.batch_size.max(1))
-                .await
-            {
-                Ok(batch) if batch.is_empty() => {
-                    errors = 0;
-                    idle
-                }
-                Ok(batch) => {
-                    errors = 0;
-                    let full = batch.len() as i64 >= self.cfg.batch_size;
-                    metrics::gauge!(m::EVENTS_PROCESSING).increment(batch.len() as f64);
-                    tracing::debug!(
-                        n = batch.len(),
-                        first = batch[0].id,
-                        "claimed outbox events"
-                    );
-                    if out.send(batch).await.is_err() {
-                        return;
-                    }
-                    if full {
-                        continue;
-                    }
-                    idle
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming outbox events failed; retrying");
-                    errors = errors.saturating_add(1);
-                    self.cfg.backoff(errors)
-                }
-            };
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(pause) => {}
-            }
-        }
-    }
-
-    /// Takes claimed batches and sends them, up to [`BATCHES_IN_FLIGHT`]
-    /// batches at once per producer. Batches are independent: a package is
-    /// never in two claimed batches at the same time (its events stay leased
-    /// until the cleaner deletes them), so pipelining keeps per-package order.
-    async fn producer(
-        self: Arc<Self>,
-        input: Arc<Mutex<mpsc::Receiver<Vec<OutboxEvent>>>>,
-        out: mpsc::UnboundedSender<Vec<Outcome>>,
-    ) {
-        let mut inflight = FuturesUnordered::new();
-        let mut open = true;
-        loop {
-            if !open && inflight.is_empty() {
-                return;
-            }
-            tokio::select! {
-                batch = async { input.lock().await.recv().await }, if open && inflight.len() < BATCHES_IN_FLIGHT => {
-                    match batch {
-                        Some(batch) => inflight.push(self.send_batch(batch)),
-                        None => open = false,
-                    }
-                }
-                Some(outcomes) = inflight.next(), if !inflight.is_empty() => {
-                    if out.send(outcomes).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Sends one claimed batch: packages concurrently, each package in order.
-    async fn send_batch(&self, batch: Vec<OutboxEvent>) -> Vec<Outcome> {
-        let mut order: Vec<Vec<OutboxEvent>> = Vec::new();
-        let mut index: HashMap<i64, usize> = HashMap::new();
-        for e in batch {
-            let i = *index.entry(e.package_id.get()).or_insert_with(|| {
-                order.push(Vec::new());
-                order.len() - 1
-            });
-            order[i].push(e);
-        }
-        let chains = order.into_iter().map(|events| self.send_chain(events));
-        join_all(chains).await.into_iter().flatten().collect()
-    }
-
-    /// Sends one package's events in order; after a failure the rest are untried.
-    async fn send_chain(&self, events: Vec<OutboxEvent>) -> Vec<Outcome> {
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut blocked = false;
-        for e in events {
-            if blocked {
-                outcomes.push(Outcome::Untried(e.id));
-                continue;
-            }
-            if self.send_one(&e).await {
-                outcomes.push(Outcome::Sent(e.id));
-            } else {
-                blocked = true;
-                let rounds = u32::try_from(e.attempts.max(0)).unwrap_or(0);
-                let backoff = self
-                    .cfg
-                    .backoff(self.cfg.send_attempts.saturating_add(rounds));
-                outcomes.push(Outcome::Failed { id: e.id, backoff });
-            }
-        }
-        outcomes
-    }
-
-    async fn send_one(&self, e: &OutboxEvent) -> bool {
-        let attempts = self.cfg.send_attempts.max(1);
-        for attempt in 0..attempts {
-            match self.bus.send(record(&self.cfg.topic, e)).await {
-                Ok(_) => {
-                    self.health.failing.store(false, Ordering::Relaxed);
-                    metrics::counter!(m::RELAY_SENT).increment(1);
-                    let latency = (chrono::Utc::now() - e.created)
-                        .to_std()
-                        .unwrap_or_default();
-                    metrics::histogram!(m::RELAY_LATENCY).record(latency.as_secs_f64());
-                    if let Some(tap) = &self.latency_tap {
-                        let _ = tap.send(latency);
-                    }
-                    return true;
-                }
-                Err(err) => {
-                    self.health.failing.store(true, Ordering::Relaxed);
-                    tracing::debug!(event = e.id, attempt, error = %err, "send failed");
-                    if attempt + 1 < attempts {
-                        tokio::time::sleep(self.cfg.backoff(attempt)).await;
-                    } else {
-                        metrics::counter!(m::RELAY_FAILED).increment(1);
-                        let level_error = e.attempts >= 3;
-                        if level_error {
-                            tracing::error!(event = e.id, package = %e.package_id, rounds = e.attempts + 1, error = %err,
-                                "outbox event keeps failing; its package waits, other packages go on");
-                        } else {
-                            tracing::warn!(event = e.id, package = %e.package_id, error = %err,
-                                "outbox event not sent; retrying later");
-                        }
-                    }
-                }
-            }
-        }
-        false
-    }
-
-    async fn cleaner(self: Arc<Self>, mut input: mpsc::UnboundedReceiver<Vec<Outcome>>) {
-        let interval = Duration::from_millis(self.cfg.cleaner_interval_ms.max(1));
-        let mut pending: Vec<Outcome> = Vec::new();
-        let mut deadline: Option<Instant> = None;
-        loop {
-            let timer = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => futures::future::pending().await,
-                }
-            };
-            tokio::select! {
-                got = input.recv() => match got {
-                    Some(batch) => {
-                        pending.extend(batch);
-                        deadline.get_or_insert_with(|| Instant::now() + interval);
-                        if pending.len() < self.cfg.cleaner_batch.max(1) {
-                            continue;
-                        }
-                    }
-                    None => {
-                        self.flush(std::mem::take(&mut pending)).await;
-                        return;
-                    }
-                },
-                () = timer => {}
-            }
-            self.flush(std::mem::take(&mut pending)).await;
-            deadline = None;
-        }
-    }
-
-    async fn flush(&self, outcomes: Vec<Outcome>) {
-        if outcomes.is_empty() {
-            return;
-        }
-        let n = outcomes.len();
-        let mut sent = Vec::new();
-        let mut release = Vec::new();
-        for o in outcomes {
-            match o {
-                Outcome::Sent(id) => sent.push(id),
-                Outcome::Failed { id, backoff } => release.push((id, Release::Failed { backoff })),
-                Outcome::Untried(id) => release.push((id, Release::Untried)),
-            }
-        }
-        for attempt in 0..5u32 {
-            let res = async {
-                self.store.delete_sent(&self.owner, &sent).await?;
-                self.store.release(&self.owner, &release).await
-            }
-            .await;
-            match res {
-                Ok(()) => break,
-                Err(e) if attempt < 4 => {
-                    tracing::warn!(error = %e, "cleaner could not update the outbox; retrying");
-                    tokio::time::sleep(self.cfg.backoff(attempt)).await;
-                }
-                Err(e) => {
-                    // The leases expire and the events are sent again: duplicates, no loss.
-                    tracing::error!(error = %e, n, "cleaner gave up; events will be resent after their lease");
-                }
-            }
-        }
-        metrics::gauge!(m::EVENTS_PROCESSING).decrement(n as f64);
-    }
-
-    /// Renews this relay's leases every third of the lease while it runs
-    /// (including the drain). A killed relay stops renewing, so its leases
-    /// expire and other relays take its events over.
-    async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
-        let every = self.cfg.lease() / 3;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
-            }
-            if let Err(e) = self.store.renew(&self.owner).await {
-                tracing::warn!(error = %e, "renewing relay leases failed");
-            }
-        }
-    }
-
-    async fn lag_loop(self: Arc<Self>, stop: CancellationToken) {
-        loop {
-            match self.store.oldest_unsent_age().await {
-                Ok(age) => metrics::gauge!(m::RELAY_LAG).set(age.unwrap_or_default().as_secs_f64()),
-                Err(e) => tracing::debug!(error = %e, "relay lag query failed"),
-            }
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
-    }
+/// A relay of `store`'s events to `bus`.
+pub fn relay(store: &Store, bus: Bus, cfg: RelayConfig) -> Relay {
+    outbox::Relay::new(store.outbox(), bus, cfg, encoder())
 }

@@ -10,8 +10,8 @@ mod sqlite;
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use sqlx::migrate::Migrator;
+use tributary_runtime::outbox::{OutboxError, OutboxStore};
 use tributary_storage::{Database, Migrations};
 
 use crate::domain::{NewPackage, OutboxEvent, Package, PackageId, PackageUpdate, Page};
@@ -28,18 +28,10 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
     sqlite: &LITE_MIGRATIONS,
 };
 
-/// What a relay gives back for a claimed event it could not send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Release {
-    /// Sending failed: count the attempt and wait this long before the next round.
-    Failed {
-        /// Backoff before the event may be claimed again.
-        backoff: Duration,
-    },
-    /// Not attempted (drain, or an earlier event of its package failed):
-    /// unlock without counting an attempt.
-    Untried,
-}
+pub use tributary_runtime::outbox::Release;
+
+/// The outbox namespace of this system.
+pub const OUTBOX_NAMESPACE: &str = "logistics";
 
 /// The repository. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -58,8 +50,15 @@ impl Store {
         &self.db
     }
 
-    /// Applies this crate's migrations for the database's dialect.
+    /// The shared outbox of namespace `logistics`.
+    pub fn outbox(&self) -> OutboxStore {
+        OutboxStore::new(self.db.clone(), OUTBOX_NAMESPACE)
+    }
+
+    /// Applies the shared outbox's migrations, then this crate's (the
+    /// latter move unsent events of older releases into the shared outbox).
     pub async fn migrate(&self) -> Result<()> {
+        self.outbox().migrate().await.map_err(outbox_error)?;
         self.db.migrate(&MIGRATIONS).await?;
         Ok(())
     }
@@ -114,76 +113,54 @@ impl Store {
         found.ok_or(Error::NotFound)
     }
 
-    /// Locks up to `limit` events for `owner` with a lease of `lease`, in id
-    /// order, keeping per-package order across relays: a package is eligible
-    /// only when none of its events is locked by a live lease or waiting out
-    /// a backoff, and the claimed events of a package are always a prefix of
-    /// its unsent events. Events whose lease expired (a crashed relay) are
-    /// taken over. Claims are serialized (PostgreSQL: an advisory transaction
-    /// lock plus `FOR UPDATE SKIP LOCKED`; SQLite: one atomic statement of
-    /// the single writer).
+    /// Claims up to `limit` events of the logistics outbox for `owner`
+    /// (see [`OutboxStore::claim`]: per-package order across relays, leases).
     pub async fn claim(
         &self,
         owner: &str,
         lease: Duration,
         limit: i64,
     ) -> Result<Vec<OutboxEvent>> {
-        let mut events = match self.pools() {
-            Pools::Pg(p) => postgres::claim(p, owner, lease, limit).await?,
-            Pools::Lite(p) => sqlite::claim(p, owner, lease, limit).await?,
-        };
-        events.sort_by_key(|e| e.id);
-        Ok(events)
+        let raw = self
+            .outbox()
+            .claim(owner, lease, limit)
+            .await
+            .map_err(outbox_error)?;
+        raw.iter().map(OutboxEvent::from_outbox).collect()
     }
 
-    /// Extends every lease `owner` holds (the relay's heartbeat), so a batch
-    /// that takes longer than the lease (a slow or absent broker) is not
-    /// taken over while its relay is alive. Returns how many were renewed.
+    /// Extends every lease `owner` holds; returns how many were renewed.
     pub async fn renew(&self, owner: &str) -> Result<u64> {
-        match self.pools() {
-            Pools::Pg(p) => postgres::renew(p, owner).await,
-            Pools::Lite(p) => sqlite::renew(p, owner).await,
-        }
+        self.outbox().renew(owner).await.map_err(outbox_error)
     }
 
     /// Deletes sent events still leased by `owner`; returns how many.
     pub async fn delete_sent(&self, owner: &str, ids: &[i64]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        match self.pools() {
-            Pools::Pg(p) => postgres::delete_sent(p, owner, ids).await,
-            Pools::Lite(p) => sqlite::delete_sent(p, owner, ids).await,
-        }
+        self.outbox()
+            .delete_sent(owner, ids)
+            .await
+            .map_err(outbox_error)
     }
 
     /// Unlocks events still leased by `owner` so they are claimed again.
     pub async fn release(&self, owner: &str, items: &[(i64, Release)]) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
-        }
-        match self.pools() {
-            Pools::Pg(p) => postgres::release(p, owner, items).await,
-            Pools::Lite(p) => sqlite::release(p, owner, items).await,
-        }
+        self.outbox()
+            .release(owner, items)
+            .await
+            .map_err(outbox_error)
     }
 
     /// Age of the oldest event not yet sent (relay lag); `None` when the outbox is empty.
     pub async fn oldest_unsent_age(&self) -> Result<Option<Duration>> {
-        let oldest: Option<DateTime<Utc>> = match self.pools() {
-            Pools::Pg(p) => postgres::oldest_unsent(p).await?,
-            Pools::Lite(p) => sqlite::oldest_unsent(p).await?,
-        };
-        Ok(oldest.map(|t| (Utc::now() - t).to_std().unwrap_or_default()))
+        self.outbox()
+            .oldest_unsent_age()
+            .await
+            .map_err(outbox_error)
     }
 
-    /// Rows in `package_event` (sent events are deleted, so: the unsent ones).
+    /// Unsent events of the logistics outbox (sent events are deleted).
     pub async fn pending_events(&self) -> Result<i64> {
-        let q = "SELECT COUNT(*) FROM package_event";
-        Ok(match self.pools() {
-            Pools::Pg(p) => sqlx::query_scalar(q).fetch_one(p).await?,
-            Pools::Lite(p) => sqlx::query_scalar(q).fetch_one(p).await?,
-        })
+        self.outbox().pending().await.map_err(outbox_error)
     }
 
     fn pools(&self) -> Pools<'_> {
@@ -200,10 +177,13 @@ enum Pools<'a> {
     Lite(&'a sqlx::SqlitePool),
 }
 
-fn payload(p: &Package) -> Result<String> {
-    serde_json::to_string(p).map_err(|e| Error::Corrupt(format!("encode package: {e}")))
+fn outbox_error(e: OutboxError) -> Error {
+    match e {
+        OutboxError::Sql(e) => Error::from(e),
+        other => Error::Corrupt(other.to_string()),
+    }
 }
 
-fn event_type(s: &str) -> Result<crate::domain::EventType> {
-    crate::domain::EventType::parse(s).ok_or_else(|| Error::Corrupt(format!("event type {s:?}")))
+fn payload(p: &Package) -> Result<String> {
+    serde_json::to_string(p).map_err(|e| Error::Corrupt(format!("encode package: {e}")))
 }

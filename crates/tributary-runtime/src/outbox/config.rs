@@ -1,12 +1,10 @@
-//! Relay settings (section `[logistics.relay]`). The seed's defaults are
-//! kept where they make sense: 2 consumers, 8 producers, 5 send attempts.
+//! Relay settings (each system embeds them, e.g. `[logistics.relay]`).
+//! Defaults from the logistics seed where they make sense: 2 consumers,
+//! 8 producers, 5 send attempts.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-
-/// Topic the relay publishes to (seed name).
-pub const DEFAULT_TOPIC: &str = "omp-package-events";
 
 /// How the relay claims, sends and cleans.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -18,8 +16,8 @@ pub struct RelayConfig {
     pub partitions: i32,
     /// Tasks claiming batches from the outbox (seed: 2).
     pub consumers: usize,
-    /// Tasks sending claimed batches (seed: 8). Within a batch, packages are
-    /// sent concurrently and the events of one package one after another.
+    /// Tasks sending claimed batches (seed: 8). Within a batch, keys are
+    /// sent concurrently and the events of one key one after another.
     pub producers: usize,
     /// Events per claim. Decision: 100 (the seed's 5 costs one database
     /// round trip per 5 events).
@@ -50,7 +48,7 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
-            topic: DEFAULT_TOPIC.into(),
+            topic: String::new(),
             partitions: 3,
             consumers: 2,
             producers: 8,
@@ -68,6 +66,14 @@ impl Default for RelayConfig {
 }
 
 impl RelayConfig {
+    /// The defaults, publishing to `topic`.
+    pub fn for_topic(topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            ..Self::default()
+        }
+    }
+
     /// Delay before retry number `n` (0-based), capped.
     pub fn backoff(&self, n: u32) -> Duration {
         let base = self.backoff_base_ms.max(1);
