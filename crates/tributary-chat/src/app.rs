@@ -99,18 +99,29 @@ pub async fn serve_api(
     join_all(tasks, &stop).await
 }
 
-/// `chat-outbox`: relays committed count events to the bus until `shutdown`.
+/// `chat-outbox`: the shared outbox relay of namespace `chat` (count
+/// events to `user-message-counter`, key = user) until `shutdown`, then
+/// drains. Registers the relay's readiness (red while publishing fails).
 ///
 /// # Errors
-/// Never after start (publishing failures are retried).
+/// Only when a relay task panics (backend trouble is retried).
 pub async fn run_outbox(
     service: ChatService,
+    bus: Bus,
+    settings: &ChatSettings,
+    readiness: &tributary_platform::Readiness,
     started: &Started,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let relay = tributary_runtime::outbox::Relay::new(
+        service.store().outbox(),
+        bus,
+        settings.relay.clone(),
+        tributary_runtime::outbox::plain(),
+    );
+    readiness.register(Arc::new(relay.health()));
     started.ready();
-    service.relay(shutdown).await;
-    Ok(())
+    relay.run(shutdown).await
 }
 
 /// `chat-users`: the user-counter consumer and the pruner of applied-event

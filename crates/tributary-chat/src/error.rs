@@ -159,3 +159,14 @@ impl From<Error> for tributary_runtime::ApiError {
         }
     }
 }
+
+impl From<tributary_runtime::outbox::OutboxError> for Error {
+    fn from(e: tributary_runtime::outbox::OutboxError) -> Self {
+        use tributary_runtime::outbox::OutboxError;
+        match e {
+            OutboxError::Sql(e) => Error::Sql(e),
+            OutboxError::Storage(e) => Error::Storage(e),
+            other @ OutboxError::Corrupt(_) => Error::Task(other.to_string()),
+        }
+    }
+}

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
+use tributary_runtime::outbox::RelayConfig;
 
 /// The `[chat]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -19,8 +20,9 @@ pub struct ChatSettings {
     pub batch_size: usize,
     /// Partitions of the chat topics when they are created.
     pub partitions: i32,
-    /// How often the outbox relay looks for unpublished count events, ms.
-    pub relay_interval_ms: u64,
+    /// The `chat-outbox` relay of count events (`[chat.relay]`, the shared
+    /// outbox relay's settings; topic `user-message-counter`).
+    pub relay: RelayConfig,
     /// Object-store prefix of backups.
     pub backup_prefix: String,
     /// The user counter's bookkeeping of applied events (`[chat.users]`).
@@ -35,7 +37,7 @@ impl Default for ChatSettings {
             server: "http://127.0.0.1:8470".into(),
             batch_size: 1000,
             partitions: 3,
-            relay_interval_ms: 1000,
+            relay: RelayConfig::for_topic(crate::domain::events::USER_COUNTER_TOPIC),
             backup_prefix: "chat-backups".into(),
             users: UserCounterSettings::default(),
         }

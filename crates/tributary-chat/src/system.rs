@@ -97,8 +97,17 @@ impl Service for Outbox {
         "chat outbox relay: committed count events to user-message-counter"
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
-        let (service, _) = build(&ctx, false).await?;
-        app::run_outbox(service, &started, ctx.shutdown.clone()).await
+        let (service, backends) = build(&ctx, false).await?;
+        let settings = ctx.section::<ChatSettings>();
+        app::run_outbox(
+            service,
+            backends.bus,
+            &settings,
+            &ctx.readiness,
+            &started,
+            ctx.shutdown.clone(),
+        )
+        .await
     }
 }
 

@@ -70,21 +70,26 @@ async fn builtin(cli: Cli, systems: Vec<System>) -> anyhow::Result<()> {
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
             let ctx = Context::new(settings, CancellationToken::new());
             let db = ctx.db().await?;
-            for sys in &systems {
-                let Some(m) = &sys.migrations else { continue };
+            // The shared outbox's table first: system migrations may move rows into it.
+            let sets = std::iter::once(("outbox", &tributary_runtime::outbox::MIGRATIONS)).chain(
+                systems
+                    .iter()
+                    .filter_map(|s| s.migrations.as_ref().map(|m| (s.name, m))),
+            );
+            for (name, m) in sets {
                 let report = db
                     .migrate(m)
                     .await
-                    .with_context(|| format!("migrate {}", sys.name))?;
+                    .with_context(|| format!("migrate {name}"))?;
                 if args.json {
                     let line = serde_json::json!({
-                        "system": sys.name, "applied": report.applied, "adopted": report.adopted,
+                        "namespace": name, "applied": report.applied, "adopted": report.adopted,
                     });
                     println!("{line}");
                 } else {
                     println!(
                         "{:<12} applied {:?}, adopted {:?}",
-                        sys.name, report.applied, report.adopted
+                        name, report.applied, report.adopted
                     );
                 }
             }

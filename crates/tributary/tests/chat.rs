@@ -69,8 +69,6 @@ impl Up {
             .env("TRIBUTARY__CHAT__GRPC_LISTEN", "127.0.0.1:0")
             .env("TRIBUTARY__LOGISTICS__GRPC_LISTEN", "127.0.0.1:0")
             .env("TRIBUTARY__LOGISTICS__HTTP_LISTEN", "127.0.0.1:0")
-            // The user counts follow the archive within a fraction of a second.
-            .env("TRIBUTARY__CHAT__RELAY_INTERVAL_MS", "100")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -137,10 +137,6 @@ impl ChatService {
                         let out = self.inner.store.insert_batch(&b).await?;
                         p.parsed += b.len() as u64;
                         p.inserted += out.inserted;
-                        if out.events > 0 {
-                            // Publish as we go so consumers keep up; failures wait for the relay.
-                            self.publish_or_defer().await;
-                        }
                     }
                     Event::Problem(e) => {
                         p.errors += 1;
@@ -166,7 +162,6 @@ impl ChatService {
             .map_err(|e| Error::Task(format!("import parser: {e}")))?;
         stored?;
         let summary = summary?;
-        self.publish_or_defer().await;
         report.files = summary.files;
         report.files_failed = summary.files_failed;
         report.files_ignored = summary.files_ignored;

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::join_all;
-use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
-use tributary_bus::{Bus, Record};
+use tributary_bus::Bus;
 use tributary_storage::Objects;
 
 pub use backup::{BackupFormat, BackupProgress, BackupReport, BackupTarget, RestoreSource};
@@ -41,7 +39,6 @@ struct Inner {
     bus: Bus,
     objects: Option<Objects>,
     settings: ChatSettings,
-    relay: Mutex<()>,
 }
 
 impl std::fmt::Debug for ChatService {
@@ -72,7 +69,6 @@ impl ChatService {
                 bus,
                 objects,
                 settings,
-                relay: Mutex::new(()),
             }),
         })
     }
@@ -110,8 +106,8 @@ impl ChatService {
 
     /// Deletes what matches `filter`. An empty filter deletes everything
     /// only with `all = true` (a guard against the seed's bug of deleting
-    /// the archive by accident). Count events are published before return
-    /// when the bus answers, else by the relay later.
+    /// the archive by accident). Count events go out through the outbox
+    /// (the `chat-outbox` service).
     ///
     /// # Errors
     /// [`Error::InvalidRequest`], [`Error::Sql`].
@@ -122,7 +118,6 @@ impl ChatService {
             ));
         }
         let n = self.inner.store.delete(filter).await?;
-        self.publish_or_defer().await;
         Ok(n)
     }
 
@@ -150,62 +145,45 @@ impl ChatService {
         self.inner.store.query_audit(f).await
     }
 
-    /// Publishes every outbox event and removes the acknowledged ones.
-    /// Returns how many were published.
+    /// Publishes every unsent count event of the chat outbox now (events
+    /// leased by a running relay are left to it) and removes the
+    /// acknowledged ones; returns how many were published. For tests and
+    /// one-shot tools: the `chat-outbox` service relays continuously.
     ///
     /// # Errors
     /// [`Error::Bus`] on the first refused send (acknowledged ones are
-    /// removed, the rest stay for the next try); [`Error::Sql`].
+    /// removed, the rest are released for the next try); [`Error::Sql`].
     pub async fn publish_outbox(&self) -> Result<u64> {
-        let _one_relay = self.inner.relay.lock().await;
+        let outbox = self.inner.store.outbox();
+        let owner = format!("chat-inline-{}", uuid::Uuid::new_v4().simple());
+        let encode = tributary_runtime::outbox::plain();
+        let topic = self.inner.settings.relay.topic.clone();
         let mut published = 0u64;
         loop {
-            let rows = self.inner.store.outbox_pending(500).await?;
+            let rows = outbox.claim(&owner, Duration::from_secs(30), 500).await?;
             if rows.is_empty() {
                 return Ok(published);
             }
-            let sends = rows.iter().map(|r| {
-                self.inner.bus.send(Record::new(
-                    r.topic.clone(),
-                    r.key.clone().into_bytes(),
-                    r.payload.clone().into_bytes(),
-                ))
-            });
+            let sends = rows.iter().map(|r| self.inner.bus.send(encode(&topic, r)));
             let results = join_all(sends).await;
             let mut done = Vec::with_capacity(rows.len());
+            let mut untried = Vec::new();
             let mut failure = None;
             for (row, res) in rows.iter().zip(results) {
                 match res {
                     Ok(_) => done.push(row.id),
-                    Err(e) => failure = failure.or(Some(e)),
+                    Err(e) => {
+                        untried.push((row.id, tributary_runtime::outbox::Release::Untried));
+                        failure = failure.or(Some(e));
+                    }
                 }
             }
-            self.inner.store.outbox_remove(&done).await?;
+            outbox.delete_sent(&owner, &done).await?;
+            outbox.release(&owner, &untried).await?;
             published += done.len() as u64;
             if let Some(e) = failure {
                 return Err(e.into());
             }
         }
-    }
-
-    /// Publishes the outbox; on failure logs and leaves it to the relay.
-    pub(crate) async fn publish_or_defer(&self) {
-        if let Err(e) = self.publish_outbox().await {
-            tracing::warn!(error = %e, "count events not published yet; the relay retries");
-        }
-    }
-
-    /// Relay loop: publishes the outbox every `relay_interval_ms` until
-    /// `shutdown`, then once more.
-    pub async fn relay(&self, shutdown: CancellationToken) {
-        let every = Duration::from_millis(self.inner.settings.relay_interval_ms.max(10));
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(every) => {}
-            }
-            self.publish_or_defer().await;
-        }
-        self.publish_or_defer().await;
     }
 }

@@ -2,6 +2,7 @@
 //! and the outbox the count events travel through.
 
 use std::collections::HashMap;
+use tributary_runtime::outbox::{NewEvent, OutboxConnection as _};
 use tributary_storage::BeginWrite;
 
 use chrono::{NaiveDateTime, Utc};
@@ -11,7 +12,7 @@ use sqlx::Row;
 use super::sql::{bind_args, on_pool, Arg, Dialect, Stmt};
 use super::ChatStore;
 use crate::domain::backup_schema::DATE_FORMAT;
-use crate::domain::events::{UserCountEvent, USER_COUNTER_TOPIC};
+use crate::domain::events::UserCountEvent;
 use crate::domain::filter::fts_terms;
 use crate::domain::{
     chat_key, created_of, user_of, Link, Message, MessageDate, MessageFilter, MessageKind,
@@ -37,15 +38,6 @@ pub struct InsertOutcome {
     pub inserted: u64,
     /// Count events written to the outbox with the rows.
     pub events: u64,
-}
-
-/// One unpublished event of the outbox.
-#[derive(Debug, Clone)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub topic: String,
-    pub key: String,
-    pub payload: String,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -257,19 +249,20 @@ fn outbox_rows(deltas: HashMap<String, (Option<String>, i64)>) -> Vec<(String, S
         .collect()
 }
 
-fn outbox_stmt(rows: &[(String, String)]) -> Stmt {
-    let mut s = Stmt::new("INSERT INTO chat_outbox (topic, key, payload) VALUES ");
-    for (i, (key, payload)) in rows.iter().enumerate() {
-        if i > 0 {
-            s.push(", ");
-        }
-        s.list([
-            Arg::Text(Some(USER_COUNTER_TOPIC.to_owned())),
-            Arg::Text(Some(key.clone())),
-            Arg::Text(Some(payload.clone())),
-        ]);
-    }
-    s
+/// The outbox namespace of this system.
+pub const OUTBOX_NAMESPACE: &str = "chat";
+
+/// The `kind` of count events in the shared outbox.
+const COUNT_EVENT_KIND: &str = "UserCountEvent";
+
+fn new_events(rows: &[(String, String)]) -> Vec<NewEvent<'_>> {
+    rows.iter()
+        .map(|(key, payload)| NewEvent {
+            key: key.as_bytes(),
+            kind: COUNT_EVENT_KIND,
+            payload: payload.as_bytes(),
+        })
+        .collect()
 }
 
 impl ChatStore {
@@ -339,8 +332,7 @@ impl ChatStore {
             }
             let events = outbox_rows(deltas);
             if !events.is_empty() {
-                let s = outbox_stmt(&events);
-                bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(&mut *tx).await?;
+                (*tx).enqueue_events(OUTBOX_NAMESPACE, &new_events(&events)).await?;
             }
             tx.commit().await?;
             Ok(InsertOutcome { inserted, events: events.len() as u64 })
@@ -453,9 +445,8 @@ impl ChatStore {
                 }
             }
             let events = outbox_rows(deltas);
-            for chunk in events.chunks(1000) {
-                let s = outbox_stmt(chunk);
-                bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(&mut *tx).await?;
+            if !events.is_empty() {
+                (*tx).enqueue_events(OUTBOX_NAMESPACE, &new_events(&events)).await?;
             }
             tx.commit().await?;
             Ok(deleted)
@@ -477,44 +468,6 @@ impl ChatStore {
                 out.push((row.try_get::<String, _>(0)?, row.try_get::<i64, _>(1)?));
             }
             Ok(out)
-        })
-    }
-
-    /// The oldest `limit` unpublished outbox events.
-    ///
-    /// # Errors
-    /// [`crate::Error::Sql`].
-    pub async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRow>> {
-        let mut s = Stmt::new("SELECT id, topic, key, payload FROM chat_outbox ORDER BY id LIMIT ");
-        s.arg(Arg::I64(Some(i64::from(limit))));
-        on_pool!(&self.pool, pool => {
-            let rows = bind_args!(sqlx::query(s.sql_for(pool)), s.args).fetch_all(pool).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in &rows {
-                out.push(OutboxRow {
-                    id: row.try_get(0)?,
-                    topic: row.try_get(1)?,
-                    key: row.try_get(2)?,
-                    payload: row.try_get(3)?,
-                });
-            }
-            Ok(out)
-        })
-    }
-
-    /// Removes published outbox events.
-    ///
-    /// # Errors
-    /// [`crate::Error::Sql`].
-    pub async fn outbox_remove(&self, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut s = Stmt::new("DELETE FROM chat_outbox WHERE id IN ");
-        s.list(ids.iter().map(|i| Arg::I64(Some(*i))));
-        on_pool!(&self.pool, pool => {
-            bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(pool).await?;
-            Ok(())
         })
     }
 

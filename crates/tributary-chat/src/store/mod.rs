@@ -15,7 +15,7 @@ use sqlx::migrate::Migrator;
 use tributary_storage::{Database, Migrations};
 
 pub use audit::AuditRecord;
-pub use messages::{InsertOutcome, OutboxRow};
+pub use messages::{InsertOutcome, OUTBOX_NAMESPACE};
 pub use users::UserCount;
 
 use crate::error::{Error, Result};
@@ -35,14 +35,25 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
 #[derive(Clone, Debug)]
 pub struct ChatStore {
     pool: Pool,
+    db: Database,
 }
 
 impl ChatStore {
+    /// The chat outbox (namespace `chat`) of this database.
+    pub fn outbox(&self) -> tributary_runtime::outbox::OutboxStore {
+        tributary_runtime::outbox::OutboxStore::new(self.db.clone(), OUTBOX_NAMESPACE)
+    }
+
     /// Wraps `db` and applies the chat migrations of its dialect.
     ///
     /// # Errors
     /// [`Error::Storage`] when a migration fails.
     pub async fn open(db: &Database) -> Result<Self> {
+        // The shared outbox first: a chat migration moves older releases'
+        // unsent events into it.
+        tributary_runtime::outbox::OutboxStore::new(db.clone(), OUTBOX_NAMESPACE)
+            .migrate()
+            .await?;
         db.migrate(&MIGRATIONS).await?;
         let pool = match (db.as_postgres(), db.as_sqlite()) {
             (Some(p), _) => Pool::Pg(p.clone()),
@@ -53,6 +64,9 @@ impl ChatStore {
                 ))
             }
         };
-        Ok(ChatStore { pool })
+        Ok(ChatStore {
+            pool,
+            db: db.clone(),
+        })
     }
 }

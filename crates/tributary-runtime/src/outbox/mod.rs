@@ -17,6 +17,6 @@ mod store;
 pub use config::RelayConfig;
 pub use relay::{plain, Encoder, Relay, RelayHealth};
 pub use store::{
-    enqueue_pg, enqueue_sqlite, NewEvent, OutboxError, OutboxEvent, OutboxStore, Release,
-    MIGRATIONS,
+    enqueue_pg, enqueue_sqlite, NewEvent, OutboxConnection, OutboxError, OutboxEvent, OutboxStore,
+    Release, MIGRATIONS,
 };

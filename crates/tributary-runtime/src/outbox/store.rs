@@ -131,6 +131,39 @@ pub async fn enqueue_sqlite(
     Ok(())
 }
 
+/// A connection the outbox can be written through inside the caller's
+/// transaction, whichever the dialect: `(&mut *tx).enqueue_events(..)` on a
+/// PostgreSQL or SQLite transaction. Dispatches to [`enqueue_pg`] /
+/// [`enqueue_sqlite`].
+pub trait OutboxConnection: Send {
+    /// Writes `events` under `namespace`.
+    fn enqueue_events<'c>(
+        &'c mut self,
+        namespace: &'c str,
+        events: &'c [NewEvent<'c>],
+    ) -> futures::future::BoxFuture<'c, sqlx::Result<()>>;
+}
+
+impl OutboxConnection for sqlx::PgConnection {
+    fn enqueue_events<'c>(
+        &'c mut self,
+        namespace: &'c str,
+        events: &'c [NewEvent<'c>],
+    ) -> futures::future::BoxFuture<'c, sqlx::Result<()>> {
+        Box::pin(enqueue_pg(self, namespace, events))
+    }
+}
+
+impl OutboxConnection for sqlx::SqliteConnection {
+    fn enqueue_events<'c>(
+        &'c mut self,
+        namespace: &'c str,
+        events: &'c [NewEvent<'c>],
+    ) -> futures::future::BoxFuture<'c, sqlx::Result<()>> {
+        Box::pin(enqueue_sqlite(self, namespace, events))
+    }
+}
+
 fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
 }
