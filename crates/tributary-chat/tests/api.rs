@@ -32,7 +32,12 @@ async fn router(dir: &std::path::Path) -> axum::Router {
     )
     .await
     .expect("service");
-    tributary_chat::api::router(svc)
+    // As `chat-api` serves it: with the shared HTTP layers.
+    tributary_runtime::http::layered(
+        tributary_chat::api::router(svc),
+        "chat-api",
+        tributary_runtime::http::HttpLimits::default(),
+    )
 }
 
 async fn call(r: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusCode, String) {
@@ -135,4 +140,37 @@ async fn bad_requests_are_400() {
     assert_eq!(s, StatusCode::BAD_REQUEST);
     let (s, _) = call(&r, "POST", "/api/chat/backup", r#"{"target":"objects"}"#).await;
     assert_eq!(s, StatusCode::OK, "jobs report errors in the stream");
+}
+
+// Proves: REST errors use the platform's one body and status mapping: a search with a
+// malformed filter is 400 `invalid_argument` naming the field, an unknown route is 404
+// `not_found`, an unsafe delete is 400 `invalid_argument` — all `{"code","message"}`.
+#[tokio::test]
+async fn errors_share_one_body_and_mapping() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let r = router(dir.path()).await;
+    let (status, body) = call(
+        &r,
+        "POST",
+        "/api/chat/messages/search",
+        r#"{"filter":{"min_created":"not a date"}}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json body");
+    assert_eq!(v["code"], "invalid_argument", "{body}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("min_created")),
+        "names the field: {body}"
+    );
+
+    let (status, body) = call(&r, "POST", "/api/chat/messages/delete", r#"{"filter":{}}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("\"code\":\"invalid_argument\""), "{body}");
+
+    let (status, body) = call(&r, "GET", "/api/chat/nope", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
 }

@@ -21,6 +21,7 @@ mod error;
 mod migrate;
 mod objects;
 mod sql;
+pub mod stmt;
 
 pub use cache::{Cache, CacheConfig, CacheKind};
 pub use error::{Error, Result};

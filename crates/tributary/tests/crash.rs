@@ -117,7 +117,7 @@ async fn relay_killed_mid_stream(sql_url: String, bus_url: String, dir: &Path) {
     let mut consumer = bus
         .subscribe(
             &tributary_testkit::unique("crash-reader"),
-            &[topic.clone()],
+            std::slice::from_ref(&topic),
             ConsumerOptions {
                 start_from: StartFrom::Earliest,
                 ..ConsumerOptions::default()
