@@ -249,9 +249,26 @@ async fn connect_sqlite(url: &str, redacted: &str, config: &SqlConfig) -> Result
     } else {
         pool.max_connections(config.max_connections.max(1))
     };
-    pool.connect_with(options)
-        .await
-        .map_err(|e| connect_error(e, redacted, config))
+    // Two processes opening a new file at once: one of them may get
+    // SQLITE_BUSY from the journal-mode switch, which no busy handler waits
+    // out. Retry that (only that) within the acquire timeout.
+    let started = std::time::Instant::now();
+    loop {
+        match pool.clone().connect_with(options.clone()).await {
+            Err(e) if is_busy(&e) && started.elapsed() < config.acquire_timeout => {
+                tracing::debug!(url = %redacted, "SQLite file busy while opening; retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other.map_err(|e| connect_error(e, redacted, config)),
+        }
+    }
+}
+
+/// SQLITE_BUSY (5) or SQLITE_LOCKED (6).
+fn is_busy(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "5" || c == "6")
 }
 
 fn create_dir(dir: &Path) -> Result<()> {

@@ -11,7 +11,7 @@ mod sqlite;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use tributary_runtime::outbox::{OutboxError, OutboxStore};
+use tributary_runtime::outbox::{NewEvent, OutboxConnection, OutboxError, OutboxStore};
 use tributary_storage::{Database, Migrations};
 
 use crate::domain::{NewPackage, OutboxEvent, Package, PackageId, PackageUpdate, Page};
@@ -182,6 +182,28 @@ fn outbox_error(e: OutboxError) -> Error {
         OutboxError::Sql(e) => Error::from(e),
         other => Error::Corrupt(other.to_string()),
     }
+}
+
+/// Writes the event of a change into the shared outbox, inside the change's
+/// transaction (either dialect): key = package id, kind = event type,
+/// payload = the package state as JSON.
+async fn add_event(
+    tx: &mut dyn OutboxConnection,
+    kind: crate::domain::EventType,
+    p: &Package,
+) -> Result<()> {
+    let key = p.id.to_string();
+    let payload = payload(p)?;
+    tx.enqueue_events(
+        OUTBOX_NAMESPACE,
+        &[NewEvent {
+            key: key.as_bytes(),
+            kind: kind.as_str(),
+            payload: payload.as_bytes(),
+        }],
+    )
+    .await?;
+    Ok(())
 }
 
 fn payload(p: &Package) -> Result<String> {

@@ -1,11 +1,9 @@
 //! PostgreSQL dialect of the repository.
 
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
+use sqlx::{PgPool, Row};
 
-use tributary_runtime::outbox;
-
-use super::{payload, OUTBOX_NAMESPACE};
+use super::add_event;
 use crate::domain::{EventType, NewPackage, Package, PackageId, PackageUpdate, Page};
 use crate::Result;
 
@@ -23,22 +21,6 @@ fn package(row: &PgRow) -> Result<Package> {
     })
 }
 
-async fn add_event(tx: &mut Transaction<'_, Postgres>, kind: EventType, p: &Package) -> Result<()> {
-    let key = p.id.to_string();
-    let payload = payload(p)?;
-    outbox::enqueue_pg(
-        tx,
-        OUTBOX_NAMESPACE,
-        &[outbox::NewEvent {
-            key: key.as_bytes(),
-            kind: kind.as_str(),
-            payload: payload.as_bytes(),
-        }],
-    )
-    .await?;
-    Ok(())
-}
-
 pub(super) async fn create(pool: &PgPool, new: &NewPackage) -> Result<Package> {
     let mut tx = pool.begin().await?;
     let row = sqlx::query(&format!(
@@ -51,7 +33,7 @@ pub(super) async fn create(pool: &PgPool, new: &NewPackage) -> Result<Package> {
     .fetch_one(&mut *tx)
     .await?;
     let p = package(&row)?;
-    add_event(&mut tx, EventType::Created, &p).await?;
+    add_event(&mut *tx, EventType::Created, &p).await?;
     tx.commit().await?;
     Ok(p)
 }
@@ -96,7 +78,7 @@ pub(super) async fn update(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let p = package(&row)?;
-    add_event(&mut tx, EventType::Updated, &p).await?;
+    add_event(&mut *tx, EventType::Updated, &p).await?;
     tx.commit().await?;
     Ok(Some(p))
 }
@@ -111,7 +93,7 @@ pub(super) async fn remove(pool: &PgPool, id: PackageId) -> Result<Option<Packag
     .await?;
     let Some(row) = row else { return Ok(None) };
     let p = package(&row)?;
-    add_event(&mut tx, EventType::Removed, &p).await?;
+    add_event(&mut *tx, EventType::Removed, &p).await?;
     tx.commit().await?;
     Ok(Some(p))
 }

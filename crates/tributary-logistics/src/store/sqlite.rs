@@ -6,11 +6,9 @@ use tributary_storage::BeginWrite;
 
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use sqlx::{Row, SqlitePool};
 
-use tributary_runtime::outbox;
-
-use super::{payload, OUTBOX_NAMESPACE};
+use super::add_event;
 use crate::domain::{EventType, NewPackage, Package, PackageId, PackageUpdate, Page};
 use crate::{Error, Result};
 
@@ -37,22 +35,6 @@ fn package(row: &SqliteRow) -> Result<Package> {
     })
 }
 
-async fn add_event(tx: &mut Transaction<'_, Sqlite>, kind: EventType, p: &Package) -> Result<()> {
-    let key = p.id.to_string();
-    let payload = payload(p)?;
-    outbox::enqueue_sqlite(
-        tx,
-        OUTBOX_NAMESPACE,
-        &[outbox::NewEvent {
-            key: key.as_bytes(),
-            kind: kind.as_str(),
-            payload: payload.as_bytes(),
-        }],
-    )
-    .await?;
-    Ok(())
-}
-
 pub(super) async fn create(pool: &SqlitePool, new: &NewPackage) -> Result<Package> {
     let mut tx = pool.begin_write().await?;
     let row = sqlx::query(&format!(
@@ -66,7 +48,7 @@ pub(super) async fn create(pool: &SqlitePool, new: &NewPackage) -> Result<Packag
     .fetch_one(&mut *tx)
     .await?;
     let p = package(&row)?;
-    add_event(&mut tx, EventType::Created, &p).await?;
+    add_event(&mut *tx, EventType::Created, &p).await?;
     tx.commit().await?;
     Ok(p)
 }
@@ -112,7 +94,7 @@ pub(super) async fn update(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let p = package(&row)?;
-    add_event(&mut tx, EventType::Updated, &p).await?;
+    add_event(&mut *tx, EventType::Updated, &p).await?;
     tx.commit().await?;
     Ok(Some(p))
 }
@@ -127,7 +109,7 @@ pub(super) async fn remove(pool: &SqlitePool, id: PackageId) -> Result<Option<Pa
     .await?;
     let Some(row) = row else { return Ok(None) };
     let p = package(&row)?;
-    add_event(&mut tx, EventType::Removed, &p).await?;
+    add_event(&mut *tx, EventType::Removed, &p).await?;
     tx.commit().await?;
     Ok(Some(p))
 }
