@@ -90,7 +90,9 @@ pub async fn serve_api(
         tasks.spawn(async move { crate::api::grpc::serve(grpc_listener, svc, token).await });
     }
     {
-        let router = crate::api::router(service);
+        // The shared request scope: `traceparent` continued, trace id logged.
+        let router = crate::api::router(service)
+            .layer(tributary_runtime::scope::RequestScopeLayer::new(false));
         let token = stop.clone();
         tasks.spawn(async move {
             http::serve(listener, router, "chat-api", HttpLimits::default(), token).await

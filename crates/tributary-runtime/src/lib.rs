@@ -9,6 +9,7 @@
 //! | [`supervise`] | running services: restart with backoff under `up`, exit under `serve` |
 //! | [`error`] | [`ApiError`]: one error kind -> HTTP status, gRPC code, JSON body |
 //! | [`http`] | the shared HTTP layers: limits, request id, metrics, shutdown |
+//! | [`scope`] | the per-request span of HTTP and gRPC servers: W3C `traceparent`, per-request log level |
 //! | [`audit`] | the audit layer and the one shipper per process |
 //! | [`outbox`] | the one transactional outbox: enqueue in the caller's transaction, leased relay with per-key order |
 
@@ -17,6 +18,7 @@ pub mod context;
 pub mod error;
 pub mod http;
 pub mod outbox;
+pub mod scope;
 pub mod settings;
 pub mod supervise;
 pub mod system;

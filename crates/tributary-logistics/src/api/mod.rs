@@ -4,7 +4,6 @@
 
 pub mod grpc;
 pub mod http;
-mod scope;
 
 use std::net::SocketAddr;
 
@@ -13,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub use scope::RequestScopeLayer;
+pub use tributary_runtime::scope::RequestScopeLayer;
 
 use crate::service::PackageService;
 
