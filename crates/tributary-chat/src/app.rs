@@ -95,7 +95,11 @@ pub async fn serve_api(
             .layer(tributary_runtime::scope::RequestScopeLayer::new(false));
         let token = stop.clone();
         tasks.spawn(async move {
-            http::serve(listener, router, "chat-api", HttpLimits::default(), token).await
+            let limits = HttpLimits {
+                roles: crate::api::rest::ROLES,
+                ..HttpLimits::default()
+            };
+            http::serve(listener, router, "chat-api", limits, token).await
         });
     }
     join_all(tasks, &stop).await

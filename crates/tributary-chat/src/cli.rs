@@ -322,7 +322,7 @@ fn print_import(r: &ImportReport) {
 pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
     let base = cmd.server.unwrap_or_else(|| default_server.to_owned());
     let client = Client {
-        http: reqwest::Client::new(),
+        http: tributary_runtime::client::http_client()?,
         base: base.trim_end_matches('/').to_owned(),
     };
     match cmd.action {

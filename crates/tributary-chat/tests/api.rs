@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use tributary_chat::api::openapi::{document, OPERATIONS};
+use tributary_chat::api::openapi::document;
 use tributary_chat::app::{self, Backends};
 use tributary_chat::ChatSettings;
 use tributary_storage::{Database, SqlConfig};
@@ -53,8 +53,28 @@ async fn call(r: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusC
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-// Proves: the OpenAPI document lists exactly OPERATIONS, and every one of
-// them is routed (answers 2xx to a valid request, never 404/405).
+/// (method, path) of every operation the REST API must serve and document.
+const OPERATIONS: [(&str, &str); 10] = [
+    ("get", "/openapi.json"),
+    ("post", "/api/chat/import"),
+    ("post", "/api/chat/messages/search"),
+    ("post", "/api/chat/messages/count"),
+    ("post", "/api/chat/messages/delete"),
+    ("get", "/api/chat/users"),
+    ("get", "/api/chat/users/{id}"),
+    ("get", "/api/chat/audit"),
+    ("post", "/api/chat/backup"),
+    ("post", "/api/chat/restore"),
+];
+
+/// Methods probed on every documented path.
+const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
+
+// Proves: the derived OpenAPI document lists exactly OPERATIONS; every
+// documented operation is routed (answers 2xx to a valid request, never the
+// router's 404 "no such route" or 405); every other method on a documented
+// path is 405 (so no undocumented handler hides there); and `/openapi.json`
+// serves the derived OpenAPI 3.1 document.
 #[tokio::test]
 async fn openapi_matches_routes() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -66,7 +86,12 @@ async fn openapi_matches_routes() {
     )
     .expect("write");
     let r = router(dir.path()).await;
-    let doc = document();
+    let doc = serde_json::to_value(document()).expect("document json");
+    let (status, served) = call(&r, "GET", "/openapi.json", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let served: serde_json::Value = serde_json::from_str(&served).expect("served json");
+    assert_eq!(served, doc, "/openapi.json serves the derived document");
+    assert_eq!(doc["openapi"], "3.1.0");
     let mut documented: Vec<(String, String)> = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("item").keys() {
@@ -122,6 +147,19 @@ async fn openapi_matches_routes() {
             !text.lines().any(|l| l.starts_with("{\"error\"")),
             "{method} {uri}: {text}"
         );
+    }
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let uri = path.replace("{id}", "user1");
+        for method in METHODS {
+            if item.get(method).is_none() {
+                let (status, text) = call(&r, &method.to_uppercase(), &uri, "{}").await;
+                assert_eq!(
+                    status,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {uri} is served but not documented: {text}"
+                );
+            }
+        }
     }
     let (_, count) = call(&r, "POST", "/api/chat/messages/count", "{}").await;
     assert_eq!(count, r#"{"count":1}"#);

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::DateTime;
-use common::db::Sql;
 use common::sample::{chat, BASE};
 use common::writer;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +30,7 @@ use tributary_chat::proto::v1::chat_service_client::ChatServiceClient;
 use tributary_chat::proto::v1::user_service_client::UserServiceClient;
 use tributary_chat::{ChatService, ChatSettings};
 use tributary_storage::{Database, Objects, ObjectsConfig, SqlConfig};
+use tributary_testkit::{Sql, TestDb};
 
 /// A chat system on one database and an embedded bus, with its gRPC
 /// server on a free port.
@@ -39,6 +39,7 @@ struct Rig {
     channel: Channel,
     token: CancellationToken,
     dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Drop for Rig {
@@ -77,7 +78,8 @@ async fn connect(addr: SocketAddr) -> Channel {
 
 async fn rig(sql: Sql) -> Option<Rig> {
     let dir = tributary_testkit::temp_dir();
-    let db = common::db::open(sql, dir.path()).await?;
+    let test_db = TestDb::open(sql).await?;
+    let db = test_db.db.clone();
     let bus_url = format!("sqlite://{}", dir.path().join("bus.db").display());
     let bus = tributary_bus::connect(&bus_url, &Default::default())
         .await
@@ -125,6 +127,7 @@ async fn rig(sql: Sql) -> Option<Rig> {
         channel,
         token,
         dir,
+        _db: test_db,
     })
 }
 
@@ -913,6 +916,38 @@ async fn health_and_reflection_answer() {
     for service in services.into_iter().chain(["grpc.health.v1.Health"]) {
         assert!(names.iter().any(|n| n == service), "{service} in {names:?}");
     }
+}
+
+// Proves: the shared gRPC server's message limit (4 MiB by default) holds
+// for chat: a 5 MB request is refused with OUT_OF_RANGE naming the size,
+// and the connection keeps serving normal calls afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_message_is_refused() {
+    let Some(r) = rig(Sql::Sqlite).await else {
+        return;
+    };
+    let sort = pb::Sort {
+        field: pb::SortField::Id.into(),
+        desc: true,
+    };
+    let err = r
+        .chat()
+        .search(pb::SearchRequest {
+            sorts: vec![sort; 1_250_000],
+            ..Default::default()
+        })
+        .await
+        .expect_err("a 5 MB request must be refused");
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+    assert!(err.message().contains("too large"), "{}", err.message());
+    let ok = r
+        .chat()
+        .search(pb::SearchRequest {
+            take: Some(1),
+            ..Default::default()
+        })
+        .await;
+    assert!(ok.is_ok(), "{ok:?}");
 }
 
 fn free_addr() -> SocketAddr {

@@ -6,12 +6,13 @@
 //! rig (required under CI, skipped with a note otherwise).
 //!
 //! Isolation on the shared broker: the chat topics and consumer groups have
-//! fixed names, so each `real` rig wraps its Kafka bus in
-//! [`tributary_bus::namespaced::Namespaced`] with a unique prefix — topics
-//! and groups become `chat-XXXXXXXXXXXX.user-message-counter` etc. A unique
+//! fixed names, so each `real` rig uses the test kit's [`TestBus`], which
+//! wraps its Kafka bus in [`tributary_bus::namespaced::Namespaced`] with a
+//! unique prefix — topics and groups become `t-XXXXXXXXXXXX.user-message-counter` etc. A unique
 //! group alone would not do: every test's counter would still read every
 //! other test's count events and the counts would not equal its archive.
-//! Each rig also gets its own database and its own S3 key prefix.
+//! Each rig also gets its own database ([`TestDb`]) and its own S3 key
+//! prefix ([`TestObjects`]).
 
 mod common;
 
@@ -20,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
-use common::db::Sql;
 use common::sample::{chat, BASE};
 use common::writer;
 use tokio_util::sync::CancellationToken;
@@ -33,14 +33,14 @@ use tributary_chat::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
 use tributary_chat::domain::{AuditFilter, MessageFilter, SearchRequest, Sort, SortField};
 use tributary_chat::service::{BackupTarget, ImportReport, RestoreSource};
 use tributary_chat::{ChatService, ChatSettings, Message};
-use tributary_storage::{Objects, ObjectsConfig};
-use tributary_testkit::Backend;
+use tributary_testkit::{BusKind, Sql, StoreKind as Store, TestBus, TestDb, TestObjects};
 
 /// A running chat system on one database, one bus and one object store.
 struct Rig {
     svc: ChatService,
     token: CancellationToken,
     dir: tempfile::TempDir,
+    _ports: (TestDb, TestBus, TestObjects),
 }
 
 impl Drop for Rig {
@@ -49,100 +49,42 @@ impl Drop for Rig {
     }
 }
 
-/// Which bus adapter a rig runs on.
-#[derive(Clone, Copy, Debug)]
-enum BusKind {
-    /// `sqlite://` in the rig's directory.
-    Embedded,
-    /// The rig's Kafka broker, names prefixed per rig.
-    Kafka,
-}
-
-/// Which object store a rig runs on.
-#[derive(Clone, Copy, Debug)]
-enum Store {
-    /// `file://` in the rig's directory.
-    Dir,
-    /// The rig's S3 server, under a unique key prefix.
-    S3,
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
-
-async fn open_bus(kind: BusKind, dir: &Path) -> Option<tributary_bus::Bus> {
-    Some(match kind {
-        BusKind::Embedded => {
-            let url = format!("sqlite://{}", dir.join("bus.db").display());
-            tributary_bus::connect(&url, &Default::default())
-                .await
-                .expect("bus")
-        }
-        BusKind::Kafka => {
-            let url = tributary_testkit::backend(Backend::Kafka)?;
-            let bus = tributary_bus::connect(&url, &Default::default())
-                .await
-                .expect("kafka bus");
-            let prefix = format!("{}.", tributary_testkit::unique("chat"));
-            tributary_bus::namespaced::Namespaced::wrap(bus, prefix)
-        }
-    })
-}
-
-fn open_objects(kind: Store, dir: &Path) -> Option<Objects> {
-    let config = match kind {
-        Store::Dir => ObjectsConfig::from_url(format!("file://{}", dir.join("objects").display())),
-        Store::S3 => ObjectsConfig {
-            url: format!(
-                "s3://{}/{}",
-                env_or("TRIBUTARY_TEST_S3_BUCKET", "tributary-test"),
-                tributary_testkit::unique("chat")
-            ),
-            endpoint: Some(tributary_testkit::backend(Backend::S3)?),
-            region: Some(env_or("TRIBUTARY_TEST_S3_REGION", "us-east-1")),
-            access_key_id: Some(env_or("TRIBUTARY_TEST_S3_ACCESS_KEY_ID", "k")),
-            secret_access_key: Some(env_or("TRIBUTARY_TEST_S3_SECRET_ACCESS_KEY", "s")),
-            allow_http: true,
-        },
-    };
-    Some(Objects::open(&config).expect("objects"))
-}
-
 async fn rig(sql: Sql, bus: BusKind, store: Store) -> Option<Rig> {
     let dir = tributary_testkit::temp_dir();
-    let db = common::db::open(sql, dir.path()).await?;
-    let bus = open_bus(bus, dir.path()).await?;
-    let objects = open_objects(store, dir.path())?;
+    let db = TestDb::open(sql).await?;
+    let bus = TestBus::open(bus).await?;
+    let objects = TestObjects::open(store)?;
     let settings = ChatSettings {
         batch_size: 7, // small, so every test crosses batch boundaries
         ..ChatSettings::default()
     };
     let backends = Backends {
-        db,
-        bus: bus.clone(),
-        objects: Some(objects),
+        db: db.db.clone(),
+        bus: bus.bus.clone(),
+        objects: Some(objects.objects.clone()),
     };
     let svc = app::build(&backends, &settings).await.expect("build");
     let token = CancellationToken::new();
     let handler = Arc::new(UserCounterHandler::new(svc.store().clone()));
     tokio::spawn(runner::run(
-        bus.clone(),
+        bus.bus.clone(),
         RunnerConfig::new(USER_COUNTER_GROUP, &[USER_COUNTER_TOPIC]),
         handler,
         token.clone(),
     ));
     let audit = Arc::new(AuditHandler::new(svc.store().clone()));
     tokio::spawn(runner::run(
-        bus,
+        bus.bus.clone(),
         RunnerConfig::new(AUDIT_GROUP, &[AUDIT_TOPIC]),
         audit,
         token.clone(),
     ));
-    Some(Rig { svc, token, dir })
+    Some(Rig {
+        svc,
+        token,
+        dir,
+        _ports: (db, bus, objects),
+    })
 }
 
 fn write_json(dir: &Path, name: &str, id: i64, msgs: &[Message]) {

@@ -1,26 +1,35 @@
-//! Document updates: the pure domain of the document-update executor
-//! (`tributary docs ...`), no I/O.
+//! Documents (`tributary docs ...`): the document-update executor.
 //!
-//! Updates of one url arrive duplicated and out of order; this crate says
-//! what they mean and how they combine:
+//! Updates of one url arrive duplicated and out of order on
+//! `doc-updates-incoming`; the executor merges them into one document per
+//! url (a semilattice join, so order and redelivery do not matter), keeps
+//! the state in the `documents` table with a cache in front, and emits the
+//! documents whose merged state changed to `doc-updates-outgoing` through
+//! the shared transactional outbox.
 //!
-//! - [`parse_update`] turns one message value (JSON with the seed's field
-//!   names `Url, PubDate, FetchTime, Text, FirstFetchTime`) into a
-//!   [`Document`], or a permanent [`InvalidUpdate`] naming the field;
-//! - [`merge()`] is the merge rule, a semilattice join (commutative,
-//!   associative, idempotent), so any order and any redelivery of the same
-//!   updates gives the same document; [`apply`] says whether an update
-//!   changed the stored state, and [`EmitPolicy`] whether to emit it;
-//!   [`mod@domain::merge`] also holds the equivalent SQL upsert;
-//! - [`reference_merge`] folds a whole stream, to check end-to-end runs;
-//! - [`generate_updates`] builds a deterministic update stream from a seed
-//!   (for `tributary docs produce`).
+//! | module | what |
+//! |---|---|
+//! | [`domain`] | pure: wire format and parser, the merge rule (and its SQL form), generator |
+//! | [`store`] | the `documents` table: merging upsert, reads, the docs outbox |
+//! | [`pipeline`] | `docs-executor`: batches, prior states, one transaction per batch, offsets |
+//! | [`api`] | `docs-api`: REST (documents, NDJSON ingest, stats) |
+//! | [`cli`] | `tributary docs produce/send/get/list/stats` |
+//! | [`settings`] | the `[docs]` section |
+//! | [`system`] | the contract: [`system()`] |
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod cli;
 pub mod domain;
+pub mod metrics;
+pub mod pipeline;
+pub mod settings;
+pub mod store;
+pub mod system;
 
 pub use domain::{
     apply, generate_updates, merge, parse_update, reference_merge, Document, EmitPolicy, Error,
     GenParams, InvalidUpdate, Outcome, Result,
 };
+pub use system::system;

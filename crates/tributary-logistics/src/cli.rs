@@ -139,7 +139,10 @@ async fn client(addr: &str, action: Action) -> anyhow::Result<()> {
         .connect()
         .await
         .with_context(|| format!("connect to logistics-api at {addr}"))?;
-    let mut c = LogisticPackageApiServiceClient::new(channel);
+    let mut c = LogisticPackageApiServiceClient::with_interceptor(
+        channel,
+        tributary_runtime::client::grpc_auth()?,
+    );
     match action {
         Action::Create {
             title,

@@ -36,13 +36,46 @@ struct AdminState {
 }
 
 /// The admin router (exposed for in-process tests).
+///
+/// `/livez` and `/readyz` are always open (probes); `/metrics` and
+/// `/version` need a `read` token when `[auth]` has tokens, and their
+/// `Host`/`Origin` is checked (see [`crate::auth`]).
 pub fn router(readiness: Readiness, version: VersionInfo) -> Router {
+    let guarded = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/version", get(version_handler))
+        .route_layer(axum::middleware::from_fn(guard));
     Router::new()
         .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
-        .route("/version", get(version_handler))
+        .merge(guarded)
         .with_state(AdminState { readiness, version })
+}
+
+async fn guard(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let verdict = {
+        let auth = crate::auth::current();
+        let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+        auth.check_host(header(header::HOST), None)
+            .and_then(|()| auth.check_host(header(header::ORIGIN), None))
+            .and_then(|()| auth.authorize(header(header::AUTHORIZATION), crate::auth::Role::Read))
+    };
+    match verdict {
+        Ok(_) => next.run(req).await,
+        Err(denied) => {
+            let (status, code) = match denied {
+                crate::auth::Denied::Unauthenticated(_) => {
+                    (StatusCode::UNAUTHORIZED, "unauthenticated")
+                }
+                _ => (StatusCode::FORBIDDEN, "permission_denied"),
+            };
+            (
+                status,
+                Json(serde_json::json!({"code": code, "message": denied.to_string()})),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn readyz(State(st): State<AdminState>) -> Response {
@@ -89,6 +122,9 @@ pub async fn serve(
     version: VersionInfo,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    crate::auth::current()
+        .check_bind("admin server", listen)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e.to_string()))?;
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         std::io::Error::new(
             e.kind(),

@@ -5,6 +5,7 @@
 //! This crate has no internal dependencies; ports, adapters and systems build on it.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod health;
 pub mod shutdown;

@@ -38,6 +38,19 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 9] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::NotFound,
+        ErrorKind::Conflict,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::Unauthenticated,
+        ErrorKind::PermissionDenied,
+        ErrorKind::Unavailable,
+        ErrorKind::DeadlineExceeded,
+        ErrorKind::Internal,
+    ];
+
     /// The `code` of the JSON body.
     pub fn code(self) -> &'static str {
         match self {
@@ -92,13 +105,30 @@ impl ErrorKind {
     }
 }
 
-/// The JSON error body of every REST API.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The JSON error body of every REST API (its OpenAPI schema is
+/// `ErrorBody`; `code` is documented as the enum of every [`ErrorKind::code`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// One of the [`ErrorKind`] codes.
+    #[schema(schema_with = error_code_schema)]
     pub code: String,
     /// For a human: names the field for `invalid_argument`.
     pub message: String,
+}
+
+/// The OpenAPI schema of [`ErrorBody::code`]: a string, one of the codes.
+fn error_code_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(ErrorKind::ALL.iter().map(|k| k.code())))
+        .description(Some(
+            "What went wrong: `invalid_argument` (the message names the field), `not_found`, \
+             `already_exists`, `resource_exhausted` (body too large), `unauthenticated`, \
+             `permission_denied`, `unavailable` (retry later), `deadline_exceeded`, `internal` \
+             (details only in the server log).",
+        ))
+        .build()
 }
 
 /// An error answered by an API. See the module docs.
@@ -254,5 +284,19 @@ mod tests {
             StatusCode::PAYLOAD_TOO_LARGE
         );
         assert_eq!(ErrorKind::NotFound.grpc_code(), tonic::Code::NotFound);
+    }
+
+    // Proves: the OpenAPI schema of the error body requires both fields and lists every code.
+    #[test]
+    fn error_body_schema_lists_every_code() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ErrorBody::schema()).expect("schema json");
+        assert_eq!(schema["required"], serde_json::json!(["code", "message"]));
+        let codes: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        assert_eq!(
+            schema["properties"]["code"]["enum"],
+            serde_json::json!(codes)
+        );
+        assert_eq!(schema["properties"]["message"]["type"], "string");
     }
 }

@@ -24,18 +24,24 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use tributary_platform::auth::{Denied, Principal, Role};
+
 use crate::error::{ApiError, ErrorKind};
 
 /// Header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
 
-/// Limits of one HTTP API.
+/// Limits and access policy of one HTTP API.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
     /// Largest request body, bytes.
     pub body_limit: usize,
     /// Longest time until a response starts (streamed bodies may go on).
     pub request_timeout: Duration,
+    /// Roles of routes that differ from the default (`GET`/`HEAD` need
+    /// `read`, other methods `write`): a `POST` search that only reads, a
+    /// destructive operation that needs `admin`.
+    pub roles: &'static [RouteRole],
 }
 
 impl Default for HttpLimits {
@@ -43,8 +49,57 @@ impl Default for HttpLimits {
         Self {
             body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            roles: &[],
         }
     }
+}
+
+/// The role a route needs: `RouteRole("POST", "/api/x/search", Role::Read)`;
+/// the path is the route template as registered (`/api/items/{id}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteRole(pub &'static str, pub &'static str, pub Role);
+
+/// Paths that stay open whatever `[auth]` says (probes).
+const OPEN_PATHS: [&str; 4] = ["/livez", "/readyz", "/liveness", "/readiness"];
+
+/// The role `method route` needs under `roles`.
+pub fn needed_role(roles: &[RouteRole], method: &str, route: &str) -> Role {
+    roles
+        .iter()
+        .find(|r| r.0.eq_ignore_ascii_case(method) && r.1 == route)
+        .map_or_else(
+            || match method {
+                "GET" | "HEAD" | "OPTIONS" => Role::Read,
+                _ => Role::Write,
+            },
+            |r| r.2,
+        )
+}
+
+/// The access check of every request (see [`tributary_platform::auth`]):
+/// `Host`/`Origin`, then the bearer token against the route's role.
+fn access(
+    req: &Request,
+    route: &str,
+    roles: &[RouteRole],
+    local: Option<std::net::SocketAddr>,
+) -> Result<Option<Principal>, ApiError> {
+    if OPEN_PATHS.contains(&route) {
+        return Ok(None);
+    }
+    let auth = tributary_platform::auth::current();
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let denied = |d: Denied| match d {
+        Denied::Unauthenticated(_) => ApiError::new(ErrorKind::Unauthenticated, d.to_string()),
+        _ => ApiError::new(ErrorKind::PermissionDenied, d.to_string()),
+    };
+    auth.check_host(header(axum::http::header::HOST), local)
+        .and_then(|()| auth.check_host(header(axum::http::header::ORIGIN), local))
+        .map_err(denied)?;
+    let need = needed_role(roles, req.method().as_str(), route);
+    auth.authorize(header(axum::http::header::AUTHORIZATION), need)
+        .map(Some)
+        .map_err(denied)
 }
 
 /// Binds `addr` for the API `what`, naming both in the error.
@@ -60,16 +115,35 @@ pub async fn bind(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<TcpL
 /// Adds the shared layers (see the module docs) to `router`; `service`
 /// labels the metrics.
 pub fn layered(router: Router, service: &'static str, limits: HttpLimits) -> Router {
+    layered_at(router, service, limits, None)
+}
+
+/// [`layered`] for a listener bound to `local` (its address is then an
+/// accepted `Host` too).
+pub fn layered_at(
+    router: Router,
+    service: &'static str,
+    limits: HttpLimits,
+    local: Option<std::net::SocketAddr>,
+) -> Router {
     let timeout = limits.request_timeout;
+    let roles = limits.roles;
     router
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| plumbing(req, next, service, timeout),
+            move |req: Request, next: Next| plumbing(req, next, service, timeout, roles, local),
         ))
         .layer(DefaultBodyLimit::max(limits.body_limit))
 }
 
-async fn plumbing(req: Request, next: Next, service: &'static str, timeout: Duration) -> Response {
+async fn plumbing(
+    mut req: Request,
+    next: Next,
+    service: &'static str,
+    timeout: Duration,
+    roles: &'static [RouteRole],
+    local: Option<std::net::SocketAddr>,
+) -> Response {
     let t0 = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req
@@ -82,14 +156,26 @@ async fn plumbing(req: Request, next: Next, service: &'static str, timeout: Dura
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-    let span = tracing::info_span!("http", %method, %route, request_id = %id);
-    let mut response = match tokio::time::timeout(timeout, next.run(req).instrument(span)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::new(
-            ErrorKind::DeadlineExceeded,
-            format!("no response within {timeout:?}"),
-        )
-        .into_response(),
+    let span = tracing::info_span!("http", %method, %route, request_id = %id, caller = tracing::field::Empty);
+    let mut response = match access(&req, &route, roles, local) {
+        Err(e) => {
+            span.in_scope(|| tracing::info!(error = %e, "request refused"));
+            e.into_response()
+        }
+        Ok(principal) => {
+            if let Some(p) = principal {
+                span.record("caller", p.name.as_str());
+                req.extensions_mut().insert(p);
+            }
+            match tokio::time::timeout(timeout, next.run(req).instrument(span)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::new(
+                    ErrorKind::DeadlineExceeded,
+                    format!("no response within {timeout:?}"),
+                )
+                .into_response(),
+            }
+        }
     };
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, v);
@@ -184,7 +270,11 @@ pub async fn serve(
     limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, layered(router, service, limits))
+    let local = listener.local_addr().ok();
+    if let Some(addr) = local {
+        tributary_platform::auth::current().check_bind(service, addr)?;
+    }
+    axum::serve(listener, layered_at(router, service, limits, local))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
         .with_context(|| format!("{service} HTTP server"))
@@ -218,6 +308,7 @@ mod tests {
             HttpLimits {
                 body_limit: 16,
                 request_timeout: Duration::from_millis(100),
+                roles: &[],
             },
         )
     }
@@ -272,5 +363,85 @@ mod tests {
         .await;
         assert_eq!(s, 400);
         assert!(body.contains("invalid_argument"), "{body}");
+    }
+
+    // Proves: with tokens configured every route needs a token (401
+    // without, `unauthenticated`), GET needs read and POST write (403,
+    // `permission_denied`), a route override (POST search = read, wipe =
+    // admin) wins, a foreign Host/Origin is refused even with a valid
+    // token, and the probe paths stay open. (nextest runs each test in its
+    // own process, so installing the policy here touches no other test.)
+    #[tokio::test]
+    async fn tokens_roles_and_hosts() {
+        use tributary_platform::auth::{hash_token, Auth, AuthSettings, TokenSpec};
+        let spec = |name: &str, role, token: &str| TokenSpec {
+            name: name.into(),
+            role,
+            sha256: hash_token(token),
+        };
+        let auth = Auth::from_settings(&AuthSettings {
+            tokens: vec![
+                spec("reader", Role::Read, "r"),
+                spec("writer", Role::Write, "w"),
+                spec("ops", Role::Admin, "a"),
+            ],
+            ..AuthSettings::default()
+        })
+        .expect("auth");
+        assert!(tributary_platform::auth::install(auth));
+        const ROLES: &[RouteRole] = &[
+            RouteRole("POST", "/search", Role::Read),
+            RouteRole("POST", "/wipe", Role::Admin),
+        ];
+        let app = layered(
+            Router::new()
+                .route("/items", get(|| async { "list" }).post(|| async { "made" }))
+                .route("/search", post(|| async { "found" }))
+                .route("/wipe", post(|| async { "wiped" }))
+                .route("/readyz", get(|| async { "ready" })),
+            "test",
+            HttpLimits {
+                roles: ROLES,
+                ..HttpLimits::default()
+            },
+        );
+        let call = |method: &str, path: &str, token: Option<&str>, host: &str| {
+            let mut req = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("host", host);
+            if let Some(t) = token {
+                req = req.header("authorization", format!("Bearer {t}"));
+            }
+            let req = req.body(Body::empty()).expect("req");
+            let app = app.clone();
+            async move {
+                let resp = app.oneshot(req).await.expect("response");
+                let status = resp.status().as_u16();
+                let body = resp.into_body().collect().await.expect("body").to_bytes();
+                (status, String::from_utf8_lossy(&body).into_owned())
+            }
+        };
+        let local = "127.0.0.1:8080";
+        let (s, body) = call("GET", "/items", None, local).await;
+        assert_eq!(s, 401, "{body}");
+        assert!(body.contains("\"code\":\"unauthenticated\""), "{body}");
+        assert_eq!(call("GET", "/items", Some("nope"), local).await.0, 401);
+        assert_eq!(call("GET", "/items", Some("r"), local).await.0, 200);
+        let (s, body) = call("POST", "/items", Some("r"), local).await;
+        assert_eq!(s, 403, "{body}");
+        assert!(body.contains("\"code\":\"permission_denied\""), "{body}");
+        assert!(body.contains("needs write"), "{body}");
+        assert_eq!(call("POST", "/items", Some("w"), local).await.0, 200);
+        assert_eq!(call("POST", "/search", Some("r"), local).await.0, 200);
+        assert_eq!(call("POST", "/wipe", Some("w"), local).await.0, 403);
+        assert_eq!(call("POST", "/wipe", Some("a"), local).await.0, 200);
+        assert_eq!(
+            call("GET", "/items", Some("a"), "rebound.attacker.example:8080")
+                .await
+                .0,
+            403
+        );
+        assert_eq!(call("GET", "/readyz", None, local).await.0, 200);
     }
 }

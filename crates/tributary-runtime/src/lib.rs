@@ -9,13 +9,17 @@
 //! | [`supervise`] | running services: restart with backoff under `up`, exit under `serve` |
 //! | [`error`] | [`ApiError`]: one error kind -> HTTP status, gRPC code, JSON body |
 //! | [`http`] | the shared HTTP layers: limits, request id, metrics, shutdown |
+//! | [`grpc`] | the shared gRPC server: health, reflection, message and time limits, request scope, shutdown |
 //! | [`scope`] | the per-request span of HTTP and gRPC servers: W3C `traceparent`, per-request log level |
 //! | [`audit`] | the audit layer and the one shipper per process |
+//! | [`client`] | HTTP client and gRPC interceptor of client commands, sending the caller's token |
 //! | [`outbox`] | the one transactional outbox: enqueue in the caller's transaction, leased relay with per-key order |
 
 pub mod audit;
+pub mod client;
 pub mod context;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod outbox;
 pub mod scope;

@@ -38,6 +38,8 @@ pub struct PlatformSettings {
     pub environment: String,
     /// Admin server.
     pub admin: AdminConfig,
+    /// Who may call the APIs: bearer tokens with roles, accepted hosts.
+    pub auth: tributary_platform::auth::AuthSettings,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
     /// Shipping of the process's log records to the audit topic.
@@ -58,6 +60,7 @@ impl Default for PlatformSettings {
             data_dir: tributary_platform::config::default_data_dir(),
             environment: "dev".into(),
             admin: AdminConfig::default(),
+            auth: tributary_platform::auth::AuthSettings::default(),
             telemetry: TelemetryConfig::default(),
             audit: crate::audit::AuditSettings::default(),
             bus: BusConfig::default(),

@@ -210,6 +210,68 @@ impl Cache {
         }
     }
 
+    /// The values of `keys`, in the same order (`None` where absent or
+    /// expired): one `MGET` round trip on Redis, lookups in memory.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis does not answer (callers usually treat
+    /// that as all misses).
+    pub async fn get_many(&self, keys: &[&str]) -> Result<Vec<Option<Bytes>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Memory(m) => {
+                let mut out = Vec::with_capacity(keys.len());
+                for k in keys {
+                    out.push(m.get(&self.key(k)).await.map(|e| e.value));
+                }
+                Ok(out)
+            }
+            Backend::Redis(cm) => {
+                let mut conn = cm.clone();
+                let mut cmd = redis::cmd("MGET");
+                for k in keys {
+                    cmd.arg(self.key(k));
+                }
+                let values: Vec<Option<Vec<u8>>> = cmd.query_async(&mut conn).await?;
+                Ok(values.into_iter().map(|v| v.map(Bytes::from)).collect())
+            }
+        }
+    }
+
+    /// Stores every `(key, value)` without TTL, replacing what was there:
+    /// one pipelined round trip on Redis. Not atomic: on failure or
+    /// cancellation any subset may have been stored.
+    ///
+    /// # Errors
+    /// [`Error::Redis`] when Redis does not answer.
+    pub async fn set_many(&self, entries: &[(&str, Bytes)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Memory(m) => {
+                for (k, v) in entries {
+                    let entry = Entry {
+                        value: v.clone(),
+                        ttl: None,
+                    };
+                    m.insert(self.key(k), entry).await;
+                }
+            }
+            Backend::Redis(cm) => {
+                let mut conn = cm.clone();
+                let mut pipe = redis::pipe();
+                for (k, v) in entries {
+                    pipe.cmd("SET").arg(self.key(k)).arg(v.as_ref()).ignore();
+                }
+                pipe.query_async::<()>(&mut conn).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Stores `value` under `key`, replacing any value and its TTL. With
     /// `ttl` the entry disappears after that long (millisecond precision);
     /// a zero TTL removes the key. Without `ttl` it stays until evicted or

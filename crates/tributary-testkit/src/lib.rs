@@ -1,6 +1,8 @@
-//! Test kit: where the real backends of the test rig are, and isolation helpers
-//! (a fresh database, unique topic/bucket-prefix/key-prefix names) so tests can
-//! run in parallel against one shared PostgreSQL, broker, S3 server and Redis.
+//! Test kit: where the real backends of the test rig are, one isolated
+//! instance of each port per test on either adapter ([`ports`]: [`TestDb`],
+//! [`TestBus`], [`TestObjects`], [`TestCache`]), so tests can run in parallel
+//! against one shared PostgreSQL, broker, S3 server and Redis, and the
+//! spawned-binary helper ([`spawn`]).
 //!
 //! The rig (`scripts/test.sh`) exports one environment variable per backend.
 //! A test asks for its backend with [`backend`]: outside CI an absent backend
@@ -9,7 +11,10 @@
 
 use std::fmt;
 
+pub mod ports;
 pub mod spawn;
+
+pub use ports::{BusKind, CacheKind, Sql, StoreKind, TestBus, TestCache, TestDb, TestObjects};
 
 /// A real backend the rig can provide.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

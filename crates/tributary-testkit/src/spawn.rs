@@ -35,7 +35,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
 pub fn command(bin: &Path) -> Command {
     let mut c = Command::new(bin);
     for (k, _) in std::env::vars() {
-        if k.starts_with("TRIBUTARY__") || k == "TRIBUTARY_CONFIG" || k == "TRIBUTARY_CHAT_SERVER" {
+        if k.starts_with("TRIBUTARY__")
+            || k == "TRIBUTARY_CONFIG"
+            || k == "TRIBUTARY_CHAT_SERVER"
+            || k == "TRIBUTARY_TOKEN"
+        {
             c.env_remove(k);
         }
     }

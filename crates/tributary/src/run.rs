@@ -28,6 +28,7 @@ pub async fn main(invocation: Invocation, systems: Vec<System>) -> anyhow::Resul
             let settings =
                 Settings::load(config.as_deref(), &systems).context("load configuration")?;
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            tributary_platform::auth::set_client_token(&settings.auth);
             let ctx = Arc::new(Context::new(settings, CancellationToken::new()));
             let Some(cli) = systems
                 .iter()
@@ -143,6 +144,9 @@ async fn serve(
         (Vec::new(), None)
     };
     let _guard = telemetry::init(&settings.telemetry, audit_layers)?;
+    let auth =
+        tributary_platform::auth::Auth::from_settings(&settings.auth).context("load [auth]")?;
+    tributary_platform::auth::install(auth);
     let _ = telemetry::prometheus();
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let ctx = Arc::new(Context::new(settings, shutdown::on_signals()));

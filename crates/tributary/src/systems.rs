@@ -6,7 +6,11 @@ use tributary_runtime::System;
 
 /// Every system of this build, in start order.
 pub fn all() -> Vec<System> {
-    vec![tributary_logistics::system(), tributary_chat::system()]
+    vec![
+        tributary_logistics::system(),
+        tributary_chat::system(),
+        tributary_documents::system(),
+    ]
 }
 
 #[cfg(test)]

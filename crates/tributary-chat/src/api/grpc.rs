@@ -11,12 +11,15 @@ mod convert;
 use std::future::Future;
 use std::pin::Pin;
 
-use anyhow::Context as _;
 use futures::Stream;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
+use tributary_platform::auth::Role;
+use tributary_runtime::grpc::{GrpcLimits, GrpcServer};
+use tributary_runtime::limit_messages;
+use tributary_runtime::scope::RequestScopeLayer;
 
 use crate::error::Error;
 use crate::proto::v1 as pb;
@@ -247,51 +250,35 @@ impl backup_service_server::BackupService for GrpcApi {
     }
 }
 
-/// The full gRPC router: the four chat services, reflection and health.
-///
-/// # Errors
-/// When the embedded descriptor set cannot be decoded (a build bug).
-pub async fn router(svc: ChatService) -> anyhow::Result<tonic::transport::server::Router> {
+/// The gRPC API: the four chat services (with the shared message limits),
+/// health and reflection, served by the runtime's [`GrpcServer`].
+pub fn server(svc: ChatService, limits: GrpcLimits) -> GrpcServer {
     let api = GrpcApi::new(svc);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ChatServiceServer<GrpcApi>>().await;
-    health.set_serving::<UserServiceServer<GrpcApi>>().await;
-    health.set_serving::<AuditServiceServer<GrpcApi>>().await;
-    health.set_serving::<BackupServiceServer<GrpcApi>>().await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("build gRPC reflection v1")?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .context("build gRPC reflection v1alpha")?;
-    Ok(tonic::transport::Server::builder()
-        .add_service(ChatServiceServer::new(api.clone()))
-        .add_service(UserServiceServer::new(api.clone()))
-        .add_service(AuditServiceServer::new(api.clone()))
-        .add_service(BackupServiceServer::new(api))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+    GrpcServer::new("chat gRPC API", limits)
+        .descriptors(crate::proto::FILE_DESCRIPTOR_SET)
+        .service(limit_messages!(ChatServiceServer::new(api.clone()), limits))
+        .service(limit_messages!(UserServiceServer::new(api.clone()), limits))
+        .service(limit_messages!(
+            AuditServiceServer::new(api.clone()),
+            limits
+        ))
+        .service(limit_messages!(BackupServiceServer::new(api), limits))
+        .role("/tributary.chat.v1.AuditService/Query", Role::Read)
+        .role("/tributary.chat.v1.ChatService/Delete", Role::Admin)
+        .role("/tributary.chat.v1.BackupService/Restore", Role::Admin)
 }
 
-/// Serves the gRPC API on `listener` until `shutdown` fires, then lets
-/// in-flight calls finish.
+/// Serves the gRPC API on `listener` with the default limits and the shared
+/// request scope until `shutdown` fires, then lets in-flight calls finish.
 ///
 /// # Errors
-/// When the router cannot be built or the server fails.
+/// When the server fails.
 pub async fn serve(
     listener: TcpListener,
     svc: ChatService,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let router = router(svc).await?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    router
-        .serve_with_incoming_shutdown(incoming, shutdown.cancelled_owned())
+    server(svc, GrpcLimits::default())
+        .serve(listener, RequestScopeLayer::new(false), shutdown)
         .await
-        .context("chat gRPC server")
 }

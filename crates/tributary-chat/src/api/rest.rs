@@ -1,6 +1,10 @@
 //! REST routes over [`ChatService`]. Long jobs (import, backup, restore)
 //! answer with NDJSON: `{"progress":{...}}` lines, then one
 //! `{"done":{...}}` or `{"error":"..."}` line.
+//!
+//! Every route is registered through [`utoipa_axum::routes!`] together with
+//! its `#[utoipa::path]` documentation, so the OpenAPI document
+//! ([`super::openapi`]) lists exactly the routes served.
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -9,63 +13,90 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tributary_runtime::http::{Json, Path, Query};
-use tributary_runtime::ApiError;
+use tributary_runtime::{ApiError, ErrorBody};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use tributary_platform::auth::Role;
+use tributary_runtime::http::RouteRole;
 
 use super::openapi;
 use super::views::MessageView;
 use crate::domain::{AuditFilter, MessageFilter, SearchRequest};
 use crate::error::Error;
-use crate::service::{BackupFormat, BackupTarget, ChatService, RestoreSource};
+use crate::service::{
+    BackupFormat, BackupProgress, BackupReport, BackupTarget, ChatService, ImportProgress,
+    ImportReport, RestoreSource,
+};
+use crate::store::{AuditRecord, UserCount};
+
+/// Every route with its documentation (the only place routes are added).
+pub(super) fn routes() -> OpenApiRouter<ChatService> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(openapi_doc))
+        .routes(routes!(import))
+        .routes(routes!(search))
+        .routes(routes!(delete))
+        .routes(routes!(users))
+        .routes(routes!(user))
+        .routes(routes!(audit))
+        .routes(routes!(backup))
+        .routes(routes!(restore))
+}
 
 /// The REST router.
 pub fn router(service: ChatService) -> Router {
-    Router::new()
-        .route("/openapi.json", get(openapi_doc))
-        .route("/api/chat/import", post(import))
-        .route("/api/chat/messages/search", post(search))
-        .route("/api/chat/messages/count", post(count))
-        .route("/api/chat/messages/delete", post(delete))
-        .route("/api/chat/users", get(users))
-        .route("/api/chat/users/{id}", get(user))
-        .route("/api/chat/audit", get(audit))
-        .route("/api/chat/backup", post(backup))
-        .route("/api/chat/restore", post(restore))
-        .with_state(service)
+    let (router, _document) = routes().split_for_parts();
+    router.with_state(service)
 }
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
-async fn openapi_doc() -> axum::Json<serde_json::Value> {
-    axum::Json(openapi::document())
+/// This document
+/// Roles of the routes whose method says otherwise (see
+/// [`tributary_runtime::http::RouteRole`]): searches and counts only read;
+/// deletes and restores are destructive and need `admin`.
+pub const ROLES: &[RouteRole] = &[
+    RouteRole("POST", "/api/chat/messages/search", Role::Read),
+    RouteRole("POST", "/api/chat/messages/count", Role::Read),
+    RouteRole("POST", "/api/chat/messages/delete", Role::Admin),
+    RouteRole("POST", "/api/chat/restore", Role::Admin),
+];
+
+#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
+async fn openapi_doc() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(openapi::cached().clone())
 }
 
 /// Body of `POST /api/chat/import`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportBody {
     /// File, directory or zip on the server.
+    #[schema(value_type = String)]
     pub path: PathBuf,
 }
 
 /// Result of search.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub messages: Vec<MessageView>,
 }
 
 /// Result of count.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CountResponse {
     pub count: u64,
 }
 
 /// Body of delete.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeleteBody {
     pub filter: MessageFilter,
@@ -74,41 +105,44 @@ pub struct DeleteBody {
 }
 
 /// Result of delete.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeleteResponse {
     pub deleted: u64,
 }
 
 /// Query of `GET /api/chat/users`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, default)]
+#[into_params(parameter_in = Query)]
 pub struct UsersQuery {
     /// Top N (all when absent).
     pub limit: Option<u32>,
 }
 
 /// Body of backup.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupBody {
     #[serde(default)]
     pub filter: MessageFilter,
     /// `{"dir": "/path"}` or `"objects"`.
     pub target: BackupTarget,
-    /// `"csv"` (default) or `"parquet"`.
+    /// `"csv"` (default): RFC 4180 with a header row; `"parquet"`: one file,
+    /// one row group per page of 5000 messages.
     #[serde(default)]
     pub format: BackupFormat,
 }
 
 /// Body of restore: `{"source": {"path": "..."}}` or `{"source": {"object": "key"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     pub source: RestoreSource,
 }
 
-/// One NDJSON line of a long job.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One NDJSON line of a long job: `{"progress": P}` (any number), then one
+/// `{"done": D}` or `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobLine<P, D> {
     Progress(P),
@@ -165,15 +199,29 @@ fn progress_sender<P: Serialize, D: Serialize>(
     }
 }
 
+/// Import a file, directory or zip on the server (idempotent)
+#[utoipa::path(post, path = "/api/chat/import", operation_id = "import",
+    request_body = ImportBody,
+    responses(
+        (status = 200, description = "NDJSON stream, one line per JSON object: progress lines, then one done or error line",
+            body = JobLine<ImportProgress, ImportReport>, content_type = "application/x-ndjson"),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+    ))]
 async fn import(State(svc): State<ChatService>, Json(body): Json<ImportBody>) -> Response {
-    ndjson::<crate::service::ImportProgress, crate::service::ImportReport, _, _>(
-        move |tx| async move {
-            let progress = progress_sender::<crate::service::ImportProgress, ()>(tx);
-            svc.import(&body.path, &progress).await
-        },
-    )
+    ndjson::<ImportProgress, ImportReport, _, _>(move |tx| async move {
+        let progress = progress_sender::<ImportProgress, ()>(tx);
+        svc.import(&body.path, &progress).await
+    })
 }
 
+/// A page of messages
+#[utoipa::path(post, path = "/api/chat/messages/search", operation_id = "searchMessages",
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "The page", body = SearchResponse),
+        (status = 400, description = "Malformed or invalid request (the message names the field)", body = ErrorBody),
+        (status = 500, description = "Internal error (no details)", body = ErrorBody),
+    ))]
 async fn search(
     State(svc): State<ChatService>,
     Json(req): Json<SearchRequest>,
@@ -184,6 +232,14 @@ async fn search(
     }))
 }
 
+/// Number of matching messages
+#[utoipa::path(post, path = "/api/chat/messages/count", operation_id = "countMessages",
+    request_body = MessageFilter,
+    responses(
+        (status = 200, description = "The count", body = CountResponse),
+        (status = 400, description = "Malformed or invalid filter (the message names the field)", body = ErrorBody),
+        (status = 500, description = "Internal error (no details)", body = ErrorBody),
+    ))]
 async fn count(
     State(svc): State<ChatService>,
     Json(f): Json<MessageFilter>,
@@ -193,6 +249,14 @@ async fn count(
     }))
 }
 
+/// Delete matching messages (an empty filter needs all=true)
+#[utoipa::path(post, path = "/api/chat/messages/delete", operation_id = "deleteMessages",
+    request_body = DeleteBody,
+    responses(
+        (status = 200, description = "Messages deleted", body = DeleteResponse),
+        (status = 400, description = "Malformed or invalid filter, or an empty filter without all=true", body = ErrorBody),
+        (status = 500, description = "Internal error (no details)", body = ErrorBody),
+    ))]
 async fn delete(
     State(svc): State<ChatService>,
     Json(body): Json<DeleteBody>,
@@ -202,42 +266,94 @@ async fn delete(
     }))
 }
 
+/// Senders by message count, largest first
+#[utoipa::path(get, path = "/api/chat/users", operation_id = "users",
+    params(UsersQuery),
+    responses(
+        (status = 200, description = "Counts", body = Vec<UserCount>),
+        (status = 400, description = "Malformed query", body = ErrorBody),
+        (status = 500, description = "Internal error (no details)", body = ErrorBody),
+    ))]
 async fn users(
     State(svc): State<ChatService>,
     Query(q): Query<UsersQuery>,
-) -> ApiResult<Vec<crate::store::UserCount>> {
+) -> ApiResult<Vec<UserCount>> {
     Ok(axum::Json(svc.users(q.limit).await?))
 }
 
-async fn user(
-    State(svc): State<ChatService>,
-    Path(id): Path<String>,
-) -> ApiResult<crate::store::UserCount> {
+/// One sender's count (0 when unknown)
+#[utoipa::path(get, path = "/api/chat/users/{id}", operation_id = "user",
+    params(("id" = String, Path, description = "Sender key (`user123`, `name:Alice`)")),
+    responses(
+        (status = 200, description = "The count", body = UserCount),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 500, description = "Internal error (no details)", body = ErrorBody),
+    ))]
+async fn user(State(svc): State<ChatService>, Path(id): Path<String>) -> ApiResult<UserCount> {
     Ok(axum::Json(svc.user(&id).await?))
 }
 
+/// Stored log records, newest first
+#[utoipa::path(get, path = "/api/chat/audit", operation_id = "audit",
+    params(AuditFilter),
+    responses(
+        (status = 200, description = "Records", body = Vec<AuditRecord>),
+        (status = 400, description = "Malformed query or unknown level", body = ErrorBody),
+        (status = 500, description = "Internal error (no details)", body = ErrorBody),
+    ))]
 async fn audit(
     State(svc): State<ChatService>,
     Query(f): Query<AuditFilter>,
-) -> ApiResult<Vec<crate::store::AuditRecord>> {
+) -> ApiResult<Vec<AuditRecord>> {
     Ok(axum::Json(svc.audit(&f).await?))
 }
 
+/// Export matching messages to one CSV or Parquet file
+#[utoipa::path(post, path = "/api/chat/backup", operation_id = "backup",
+    request_body = BackupBody,
+    responses(
+        (status = 200, description = "NDJSON stream, one line per JSON object: progress lines, then one done or error line",
+            body = JobLine<BackupProgress, BackupReport>, content_type = "application/x-ndjson"),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+    ))]
 async fn backup(State(svc): State<ChatService>, Json(body): Json<BackupBody>) -> Response {
-    ndjson::<crate::service::BackupProgress, crate::service::BackupReport, _, _>(
-        move |tx| async move {
-            let progress = progress_sender::<crate::service::BackupProgress, ()>(tx);
-            svc.backup(&body.filter, &body.target, body.format, &progress)
-                .await
-        },
-    )
+    ndjson::<BackupProgress, BackupReport, _, _>(move |tx| async move {
+        let progress = progress_sender::<BackupProgress, ()>(tx);
+        svc.backup(&body.filter, &body.target, body.format, &progress)
+            .await
+    })
 }
 
+/// Import a backup (idempotent)
+#[utoipa::path(post, path = "/api/chat/restore", operation_id = "restore",
+    request_body = RestoreBody,
+    responses(
+        (status = 200, description = "NDJSON stream, one line per JSON object: progress lines, then one done or error line",
+            body = JobLine<ImportProgress, ImportReport>, content_type = "application/x-ndjson"),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+    ))]
 async fn restore(State(svc): State<ChatService>, Json(body): Json<RestoreBody>) -> Response {
-    ndjson::<crate::service::ImportProgress, crate::service::ImportReport, _, _>(
-        move |tx| async move {
-            let progress = progress_sender::<crate::service::ImportProgress, ()>(tx);
-            svc.restore(&body.source, &progress).await
-        },
-    )
+    ndjson::<ImportProgress, ImportReport, _, _>(move |tx| async move {
+        let progress = progress_sender::<ImportProgress, ()>(tx);
+        svc.restore(&body.source, &progress).await
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    // Proves: routes are only added through `routes!` (with their
+    // documentation) — this file never calls axum's undocumented `route`.
+    #[test]
+    fn routes_are_only_added_with_their_documentation() {
+        let source = include_str!("rest.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        for undocumented in [
+            ".route(",
+            ".route_service(",
+            ".nest_service(",
+            "axum::routing",
+        ] {
+            assert!(!code.contains(undocumented), "rest.rs calls {undocumented}");
+        }
+    }
 }

@@ -6,14 +6,14 @@ use crate::domain::backup_schema::DATE_FORMAT;
 use crate::domain::{chat_key, created_of, user_of, Message};
 
 /// A link inside a message's text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LinkView {
     pub text: String,
     pub href: String,
 }
 
 /// A stored message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MessageView {
     /// Chat key (identity with `id`): `name:<chat name>` or `id:<chat id>`.
     pub chat: String,
@@ -21,12 +21,14 @@ pub struct MessageView {
     pub chat_name: String,
     pub id: i64,
     /// `message` or `service`.
+    #[schema(examples("message", "service"))]
     pub kind: String,
     /// Send time as written in the export (local, `YYYY-MM-DDTHH:MM:SS`).
     pub date: Option<String>,
     /// UTC offset of `date` in seconds, when known.
     pub date_offset: Option<i32>,
     /// Send time as an instant (a zone-less date is taken as UTC).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub created: Option<chrono::DateTime<chrono::Utc>>,
     pub edited: Option<String>,
     pub edited_offset: Option<i32>,

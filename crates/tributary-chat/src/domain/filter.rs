@@ -13,14 +13,16 @@ pub const DEFAULT_TAKE: u32 = 100;
 /// Selects messages. Every field that is set must hold (AND); an empty
 /// list or `None` does not restrict. Unlike the seed, `max_created` works
 /// without `min_created`, and delete honours the filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MessageFilter {
     /// Telegram message id (unique only within one chat).
     pub id: Option<i64>,
     /// Sent at or after this instant (see [`super::keys::created_of`]).
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub min_created: Option<DateTime<Utc>>,
     /// Sent at or before this instant.
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub max_created: Option<DateTime<Utc>>,
     /// Case-sensitive substring of the text.
     pub text: Option<String>,
@@ -77,7 +79,7 @@ pub fn fts_terms(q: &str) -> Vec<String> {
 }
 
 /// Sortable fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SortField {
     /// Send time (messages without a date sort first ascending).
@@ -91,7 +93,7 @@ pub enum SortField {
 }
 
 /// One sort key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sort {
     pub field: SortField,
@@ -102,13 +104,14 @@ pub struct Sort {
 
 /// A page of a search. Ties are always broken by (chat, message id), so
 /// paging with `skip` is stable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchRequest {
     pub filter: MessageFilter,
     /// Sort keys, most significant first.
     pub sorts: Vec<Sort>,
     /// Page size, 1..=[`MAX_TAKE`]; [`DEFAULT_TAKE`] when absent.
+    #[schema(minimum = 1, maximum = 10000)]
     pub take: Option<u32>,
     /// Messages to skip.
     pub skip: u64,
@@ -130,19 +133,25 @@ impl SearchRequest {
     }
 }
 
-/// Which audit records a query selects.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which audit records a query selects (the query string of
+/// `GET /api/chat/audit`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, default)]
+#[into_params(parameter_in = Query)]
 pub struct AuditFilter {
     /// Service (the crate that logged, e.g. `tributary_chat`).
     pub service: Option<String>,
     /// Minimum severity: `error` > `warn` > `info` > `debug` > `trace`.
     pub level: Option<String>,
     /// Logged at or after.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub from: Option<DateTime<Utc>>,
     /// Logged at or before.
+    #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<DateTime<Utc>>,
     /// Page size (default 100, at most 10,000), newest first.
+    #[param(minimum = 1, maximum = 10000)]
     pub take: Option<u32>,
+    /// Records to skip.
     pub skip: u64,
 }

@@ -28,7 +28,9 @@ use crate::parse::parquet::ParquetBackupEncoder;
 pub const PAGE: u32 = 5000;
 
 /// File format of a backup.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupFormat {
     /// RFC 4180 CSV with a header row ([`crate::domain::backup_schema`]).
@@ -62,35 +64,37 @@ impl std::str::FromStr for BackupFormat {
     }
 }
 
-/// Where a backup goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a backup goes: `{"dir": "/path"}` or `"objects"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupTarget {
     /// A directory on the server's file system (created if missing).
+    #[schema(value_type = String)]
     Dir(PathBuf),
     /// The object store, under the configured backup prefix.
     Objects,
 }
 
-/// What a restore reads.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What a restore reads: `{"path": "..."}` or `{"object": "key"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RestoreSource {
     /// A file or directory on the server's file system.
+    #[schema(value_type = String)]
     Path(PathBuf),
     /// An object key under the backup prefix (as returned by a backup).
     Object(String),
 }
 
 /// Progress of a running backup.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackupProgress {
     pub messages: u64,
     pub bytes: u64,
 }
 
 /// Outcome of a backup.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackupReport {
     /// Path or object key written.
     pub location: String,

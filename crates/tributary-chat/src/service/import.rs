@@ -20,7 +20,7 @@ const MAX_REPORTED: usize = 1000;
 const CHANNEL: usize = 4;
 
 /// A problem in one input file, as reported to the caller.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ReportedError {
     pub file: String,
     pub position: String,
@@ -28,7 +28,7 @@ pub struct ReportedError {
 }
 
 /// Progress of a running import.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportProgress {
     /// File being parsed.
     pub file: Option<String>,
@@ -42,7 +42,7 @@ pub struct ImportProgress {
 }
 
 /// Outcome of an import.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImportReport {
     /// Files parsed to their end.
     pub files: u64,

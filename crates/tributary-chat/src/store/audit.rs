@@ -12,7 +12,7 @@ use crate::domain::AuditFilter;
 use crate::error::{Error, Result};
 
 /// One stored log record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: String,
     pub service: String,
@@ -21,6 +21,7 @@ pub struct AuditRecord {
     pub target: String,
     /// Other fields of the event, JSON object text.
     pub fields: String,
+    #[schema(value_type = String, format = DateTime)]
     pub created: DateTime<Utc>,
 }
 

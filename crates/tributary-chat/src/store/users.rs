@@ -11,7 +11,7 @@ use crate::domain::events::UserCountEvent;
 use crate::error::Result;
 
 /// One sender's message count.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UserCount {
     /// Sender key (`user123`, `name:Alice`).
     pub id: String,

@@ -1,7 +1,6 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
-pub mod db;
 pub mod sample;
 pub mod writer;
 

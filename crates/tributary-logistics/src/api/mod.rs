@@ -73,16 +73,10 @@ pub async fn serve(
     let grpc_addr = grpc_listener.local_addr()?;
     let http_addr = http_listener.local_addr()?;
     let mut tasks = JoinSet::new();
-    let grpc_router = grpc::router(svc.clone(), scope.clone()).await?;
+    let grpc_server = grpc::server(svc.clone(), tributary_runtime::grpc::GrpcLimits::default());
+    let grpc_scope = scope.clone();
     let token = shutdown.clone();
-    tasks.spawn(async move {
-        let incoming =
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        grpc_router
-            .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
-            .await
-            .context("gRPC server")
-    });
+    tasks.spawn(async move { grpc_server.serve(grpc_listener, grpc_scope, token).await });
     let app = http::router(svc).layer(scope);
     tasks.spawn(async move {
         tributary_runtime::http::serve(

@@ -5,8 +5,7 @@
 //! Failure: every method returns [`Error::Sql`] when the database fails; a
 //! dropped future rolls its transaction back, so a write is all or nothing.
 
-mod postgres;
-mod sqlite;
+mod queries;
 
 use std::time::Duration;
 
@@ -66,39 +65,27 @@ impl Store {
     /// Stores a new package and its `Created` event.
     #[tracing::instrument(skip_all, err(level = "debug"))]
     pub async fn create(&self, new: &NewPackage) -> Result<Package> {
-        match self.pools() {
-            Pools::Pg(p) => postgres::create(p, new).await,
-            Pools::Lite(p) => sqlite::create(p, new).await,
-        }
+        queries::create(self.db.pool(), new).await
     }
 
     /// One package; [`Error::NotFound`] when absent.
     #[tracing::instrument(skip(self), fields(id = %id), err(level = "debug"))]
     pub async fn describe(&self, id: PackageId) -> Result<Package> {
-        let found = match self.pools() {
-            Pools::Pg(p) => postgres::describe(p, id).await?,
-            Pools::Lite(p) => sqlite::describe(p, id).await?,
-        };
+        let found = queries::describe(self.db.pool(), id).await?;
         found.ok_or(Error::NotFound)
     }
 
     /// A page of packages ordered by id.
     #[tracing::instrument(skip(self), err(level = "debug"))]
     pub async fn list(&self, page: Page) -> Result<Vec<Package>> {
-        match self.pools() {
-            Pools::Pg(p) => postgres::list(p, page).await,
-            Pools::Lite(p) => sqlite::list(p, page).await,
-        }
+        queries::list(self.db.pool(), page).await
     }
 
     /// Applies `update` and stores an `Updated` event; [`Error::NotFound`]
     /// (and nothing written) when absent.
     #[tracing::instrument(skip(self, update), fields(id = %id), err(level = "debug"))]
     pub async fn update(&self, id: PackageId, update: &PackageUpdate) -> Result<Package> {
-        let found = match self.pools() {
-            Pools::Pg(p) => postgres::update(p, id, update).await?,
-            Pools::Lite(p) => sqlite::update(p, id, update).await?,
-        };
+        let found = queries::update(self.db.pool(), id, update).await?;
         found.ok_or(Error::NotFound)
     }
 
@@ -106,10 +93,7 @@ impl Store {
     /// state; [`Error::NotFound`] (and nothing written) when absent.
     #[tracing::instrument(skip(self), fields(id = %id), err(level = "debug"))]
     pub async fn remove(&self, id: PackageId) -> Result<Package> {
-        let found = match self.pools() {
-            Pools::Pg(p) => postgres::remove(p, id).await?,
-            Pools::Lite(p) => sqlite::remove(p, id).await?,
-        };
+        let found = queries::remove(self.db.pool(), id).await?;
         found.ok_or(Error::NotFound)
     }
 
@@ -162,19 +146,6 @@ impl Store {
     pub async fn pending_events(&self) -> Result<i64> {
         self.outbox().pending().await.map_err(outbox_error)
     }
-
-    fn pools(&self) -> Pools<'_> {
-        match (self.db.as_postgres(), self.db.as_sqlite()) {
-            (Some(p), _) => Pools::Pg(p),
-            (None, Some(p)) => Pools::Lite(p),
-            (None, None) => unreachable!("a Database is either PostgreSQL or SQLite"),
-        }
-    }
-}
-
-enum Pools<'a> {
-    Pg(&'a sqlx::PgPool),
-    Lite(&'a sqlx::SqlitePool),
 }
 
 fn outbox_error(e: OutboxError) -> Error {

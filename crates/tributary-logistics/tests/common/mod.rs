@@ -7,92 +7,55 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use tributary_bus::{Bus, BusConfig, ConsumerOptions, StartFrom};
+use tributary_bus::{Bus, ConsumerOptions, StartFrom};
 use tributary_logistics::api::{self, ApiConfig, RunningApi};
 use tributary_logistics::domain::PageLimits;
 use tributary_logistics::proto::v1 as pb;
 use tributary_logistics::proto::v1::logistic_package_api_service_client::LogisticPackageApiServiceClient;
 use tributary_logistics::service::PackageService;
 use tributary_logistics::store::Store;
-use tributary_storage::{Database, SqlConfig};
-use tributary_testkit::Backend;
+use tributary_storage::Database;
 
-/// Which SQL backend a scenario runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sql {
-    Sqlite,
-    Postgres,
-}
+pub use tributary_testkit::{BusKind, Sql};
 
-/// Which bus a scenario runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BusKind {
-    Embedded,
-    Kafka,
-}
-
-/// A database for one test; `None` when the backend is not configured (skip).
+/// A migrated logistics database for one test (the kit's [`tributary_testkit::TestDb`]
+/// plus the logistics store on it); `None` when the backend is not configured (skip).
 pub struct TestDb {
     pub db: Database,
     pub store: Store,
-    _dir: TempDir,
+    _kit: tributary_testkit::TestDb,
 }
 
 pub async fn db(kind: Sql) -> Option<TestDb> {
-    let dir = tributary_testkit::temp_dir();
-    let url = match kind {
-        Sql::Sqlite => format!("sqlite://{}", dir.path().join("logistics.db").display()),
-        Sql::Postgres => {
-            let base = tributary_testkit::backend(Backend::Postgres)?;
-            tributary_testkit::fresh_postgres_db(&base)
-                .await
-                .expect("fresh postgres db")
-        }
-    };
-    let db = Database::connect(
-        &url,
-        &SqlConfig {
-            max_connections: 16,
-            busy_timeout: Duration::from_secs(30),
-            ..SqlConfig::default()
-        },
-    )
-    .await
-    .expect("connect db");
+    let kit = tributary_testkit::TestDb::open(kind).await?;
+    let db = kit.db.clone();
     let store = Store::new(db.clone());
     store.migrate().await.expect("migrate");
     Some(TestDb {
         db,
         store,
-        _dir: dir,
+        _kit: kit,
     })
 }
 
-/// A bus for one test and a unique topic on it.
+/// A bus for one test (the kit's [`tributary_testkit::TestBus`]) and a unique topic on it.
 pub struct TestBus {
     pub bus: Bus,
     pub topic: String,
-    _dir: TempDir,
+    _kit: tributary_testkit::TestBus,
 }
 
 pub async fn bus(kind: BusKind) -> Option<TestBus> {
-    let dir = tributary_testkit::temp_dir();
-    let url = match kind {
-        BusKind::Embedded => format!("sqlite://{}", dir.path().join("bus.db").display()),
-        BusKind::Kafka => tributary_testkit::backend(Backend::Kafka)?,
-    };
-    let bus = tributary_bus::connect(&url, &BusConfig::default())
-        .await
-        .expect("connect bus");
+    let kit = tributary_testkit::TestBus::open(kind).await?;
+    let bus = kit.bus.clone();
     let topic = tributary_testkit::unique("omp-package-events");
     bus.create_topic(&topic, 3).await.expect("create topic");
     Some(TestBus {
         bus,
         topic,
-        _dir: dir,
+        _kit: kit,
     })
 }
 

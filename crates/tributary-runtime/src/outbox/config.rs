@@ -27,6 +27,11 @@ pub struct RelayConfig {
     /// a NOTIFY trigger halved PostgreSQL create throughput in the bench
     /// (pg_notify serializes commits).
     pub poll_interval_ms: u64,
+    /// Pause, milliseconds, after a claim that found events but fewer than a
+    /// full batch: while events keep coming the next claim follows soon, so
+    /// commit -> acknowledged stays low under load; an idle relay still
+    /// polls only every `poll_interval_ms`.
+    pub busy_poll_interval_ms: u64,
     /// Lease of claimed events, seconds: a relay that dies leaves its events
     /// locked this long, then another relay takes them over. A live relay
     /// renews its leases every third of this.
@@ -54,6 +59,7 @@ impl Default for RelayConfig {
             producers: 8,
             batch_size: 100,
             poll_interval_ms: 20,
+            busy_poll_interval_ms: 5,
             lease_secs: 15,
             send_attempts: 5,
             backoff_base_ms: 50,

@@ -229,6 +229,11 @@ impl Relay {
         shutdown: CancellationToken,
     ) {
         let idle = Duration::from_millis(self.cfg.poll_interval_ms.max(1));
+        let busy = Duration::from_millis(
+            self.cfg
+                .busy_poll_interval_ms
+                .min(self.cfg.poll_interval_ms),
+        );
         let mut errors = 0u32;
         while !shutdown.is_cancelled() {
             let pause = match self
@@ -256,7 +261,7 @@ impl Relay {
                     if full {
                         continue;
                     }
-                    idle
+                    busy
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "claiming outbox events failed; retrying");

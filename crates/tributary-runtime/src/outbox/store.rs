@@ -90,19 +90,31 @@ pub async fn enqueue_pg(
     namespace: &str,
     events: &[NewEvent<'_>],
 ) -> sqlx::Result<()> {
-    for e in events {
+    // One round trip per chunk: the rows go as arrays and come back out in
+    // their order, so ids (the relay order) follow the order written.
+    for chunk in events.chunks(ENQUEUE_CHUNK) {
+        let keys: Vec<&[u8]> = chunk.iter().map(|e| e.key).collect();
+        let kinds: Vec<&str> = chunk.iter().map(|e| e.kind).collect();
+        let payloads: Vec<&[u8]> = chunk.iter().map(|e| e.payload).collect();
         sqlx::query(
-            "INSERT INTO tributary_outbox (namespace, key, kind, payload) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO tributary_outbox (namespace, key, kind, payload) \
+             SELECT $1, k, t, p FROM UNNEST($2::bytea[], $3::text[], $4::bytea[]) \
+             WITH ORDINALITY AS u(k, t, p, n) ORDER BY n",
         )
         .bind(namespace)
-        .bind(e.key)
-        .bind(e.kind)
-        .bind(e.payload)
+        .bind(keys)
+        .bind(kinds)
+        .bind(payloads)
         .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
+
+/// Rows per enqueue statement (PostgreSQL arrays; SQLite multi-row VALUES
+/// stay far below its bound-parameter limit).
+const ENQUEUE_CHUNK: usize = 500;
+const SQLITE_ENQUEUE_CHUNK: usize = 100;
 
 /// [`enqueue_pg`] for SQLite (inside the caller's write transaction).
 ///
@@ -114,19 +126,28 @@ pub async fn enqueue_sqlite(
     events: &[NewEvent<'_>],
 ) -> sqlx::Result<()> {
     let t = now_micros();
-    for e in events {
-        sqlx::query(
-            "INSERT INTO tributary_outbox (namespace, key, kind, payload, created_at, next_attempt_at) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(namespace)
-        .bind(e.key)
-        .bind(e.kind)
-        .bind(e.payload)
-        .bind(t)
-        .bind(t)
-        .execute(&mut *tx)
-        .await?;
+    for chunk in events.chunks(SQLITE_ENQUEUE_CHUNK) {
+        let mut sql = String::from(
+            "INSERT INTO tributary_outbox (namespace, key, kind, payload, created_at, next_attempt_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            sql.push_str(if i == 0 {
+                "(?, ?, ?, ?, ?, ?)"
+            } else {
+                ", (?, ?, ?, ?, ?, ?)"
+            });
+        }
+        let mut q = sqlx::query(&sql);
+        for e in chunk {
+            q = q
+                .bind(namespace)
+                .bind(e.key)
+                .bind(e.kind)
+                .bind(e.payload)
+                .bind(t)
+                .bind(t);
+        }
+        q.execute(&mut *tx).await?;
     }
     Ok(())
 }

@@ -3,13 +3,13 @@
 
 use tonic::{Request, Response, Status};
 
-use super::RequestScopeLayer;
 use crate::domain::Package;
 use crate::proto::v1 as pb;
 use crate::proto::v1::logistic_package_api_service_server::{
     LogisticPackageApiService, LogisticPackageApiServiceServer,
 };
 use crate::service::{CreateInput, PackageService, Transport, UpdateInput};
+use tributary_runtime::grpc::{GrpcLimits, GrpcServer};
 
 /// The gRPC handler.
 #[derive(Debug, Clone)]
@@ -111,34 +111,13 @@ impl LogisticPackageApiService for GrpcApi {
     }
 }
 
-/// The full gRPC router: the package service, reflection and health.
-///
-/// # Errors
-/// When the embedded descriptor set cannot be decoded (a build bug).
-pub async fn router(
-    svc: PackageService,
-    scope: RequestScopeLayer,
-) -> anyhow::Result<
-    tonic::transport::server::Router<
-        tower::layer::util::Stack<RequestScopeLayer, tower::layer::util::Identity>,
-    >,
-> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<LogisticPackageApiServiceServer<GrpcApi>>()
-        .await;
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
-    Ok(tonic::transport::Server::builder()
-        .layer(scope)
-        .add_service(LogisticPackageApiServiceServer::new(GrpcApi { svc }))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha))
+/// The gRPC API: the package service (with the shared message limits),
+/// health and reflection, served by the runtime's [`GrpcServer`].
+pub fn server(svc: PackageService, limits: GrpcLimits) -> GrpcServer {
+    GrpcServer::new("logistics gRPC API", limits)
+        .descriptors(crate::proto::FILE_DESCRIPTOR_SET)
+        .service(tributary_runtime::limit_messages!(
+            LogisticPackageApiServiceServer::new(GrpcApi { svc }),
+            limits
+        ))
 }

@@ -1,135 +1,83 @@
-//! The OpenAPI 3.0 document of the HTTP routes (hand-written; a test checks
-//! that every route of the router is described and nothing else).
+//! The OpenAPI 3.1 document of the HTTP routes, derived from the code: each
+//! route is registered together with its `#[utoipa::path]` documentation
+//! (`utoipa_axum::routes!` in [`super`]), and the schemas are derived from
+//! the very types the handlers read and write, so the document and the
+//! routes cannot drift apart (`tests/api.rs` calls every documented
+//! operation).
 
-use serde_json::{json, Value};
+use std::sync::OnceLock;
 
-/// `(method, path)` of every documented operation, as the router spells the path.
-pub const OPERATIONS: &[(&str, &str)] = &[
-    ("post", "/v1/packages"),
-    ("get", "/v1/packages"),
-    ("get", "/v1/packages/{id}"),
-    ("put", "/v1/packages/{id}"),
-    ("delete", "/v1/packages/{id}"),
-];
+/// Title, version and description of the document.
+#[derive(utoipa::OpenApi)]
+#[openapi(info(
+    title = "Logistics package API",
+    version = "1.0.0",
+    description = "CRUD for packages; every change is published to Kafka topic omp-package-events through a transactional outbox. Send header `log_level: debug` to log one request at debug level (when the server allows it). Every error is `{\"code\", \"message\"}` (schema `ErrorBody`)."
+))]
+pub(super) struct ApiDoc;
 
-fn error_responses(not_found: bool) -> Value {
-    let err = json!({"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let mut r = json!({
-        "400": {"description": "invalid argument (the message names the field) or no changes specified", "content": err["content"].clone()},
-        "500": {"description": "internal error (no details)", "content": err["content"].clone()},
-    });
-    if not_found {
-        r["404"] = json!({"description": "package not found", "content": err["content"].clone()});
+/// The document served at `/openapi.json`.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{schema::Schema, RefOr};
+    let mut doc = super::routes().into_openapi();
+    // An update must change something (`NoChanges` is 400). Set here because
+    // `#[schema(min_properties = 1)]` is emitted as `maxProperties` by
+    // utoipa-gen 5.5.0.
+    if let Some(RefOr::T(Schema::Object(update))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("UpdatePackage"))
+    {
+        update.min_properties = Some(1);
     }
-    r
+    doc
 }
 
-fn ok(schema: Value) -> Value {
-    json!({"description": "OK", "content": {"application/json": {"schema": schema}}})
-}
-
-/// The document.
-pub fn document() -> Value {
-    let id_param = json!({"name": "id", "in": "path", "required": true,
-        "schema": {"type": "integer", "format": "uint64", "minimum": 1}});
-    let with = |mut errors: Value, good: Value| {
-        errors["200"] = good;
-        errors
-    };
-    json!({
-        "openapi": "3.0.3",
-        "info": {
-            "title": "Logistics package API",
-            "version": "1.0.0",
-            "description": "CRUD for packages; every change is published to Kafka topic omp-package-events through a transactional outbox. Send header `log_level: debug` to log one request at debug level (when the server allows it)."
-        },
-        "paths": {
-            "/v1/packages": {
-                "post": {
-                    "operationId": "CreatePackageV1",
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreatePackage"}}}},
-                    "responses": with(error_responses(false), ok(json!({"type": "object", "required": ["id"], "properties": {"id": {"type": "integer", "format": "uint64"}}})))
-                },
-                "get": {
-                    "operationId": "ListPackagesV1",
-                    "parameters": [
-                        {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 0}, "description": "rows to skip; ignored with after_id"},
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "page size; 0 or absent = server default, clamped to the server maximum"},
-                        {"name": "after_id", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "cursor: only packages with a greater id"}
-                    ],
-                    "responses": with(error_responses(false), ok(json!({"type": "object", "required": ["packages"], "properties": {"packages": {"type": "array", "items": {"$ref": "#/components/schemas/Package"}}}})))
-                }
-            },
-            "/v1/packages/{id}": {
-                "get": {
-                    "operationId": "DescribePackageV1",
-                    "parameters": [id_param.clone()],
-                    "responses": with(error_responses(true), ok(json!({"type": "object", "required": ["package"], "properties": {"package": {"$ref": "#/components/schemas/Package"}}})))
-                },
-                "put": {
-                    "operationId": "UpdatePackageV1",
-                    "parameters": [id_param.clone()],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/UpdatePackage"}}}},
-                    "responses": with(error_responses(true), ok(json!({"$ref": "#/components/schemas/Ok"})))
-                },
-                "delete": {
-                    "operationId": "RemovePackageV1",
-                    "parameters": [id_param],
-                    "responses": with(error_responses(true), ok(json!({"$ref": "#/components/schemas/Ok"})))
-                }
-            }
-        },
-        "components": {"schemas": {
-            "Package": {"type": "object", "required": ["id", "title", "material", "maximum_volume", "reusable", "created"], "properties": {
-                "id": {"type": "integer", "format": "uint64"},
-                "title": {"type": "string", "minLength": 1, "maxLength": 32},
-                "material": {"type": "string", "minLength": 1, "maxLength": 32},
-                "maximum_volume": {"type": "number", "format": "float", "exclusiveMinimum": true, "minimum": 0},
-                "reusable": {"type": "boolean"},
-                "created": {"type": "string", "format": "date-time"},
-                "updated": {"type": "string", "format": "date-time"}
-            }},
-            "CreatePackage": {"type": "object", "additionalProperties": false, "required": ["title", "material", "maximum_volume"], "properties": {
-                "title": {"type": "string", "minLength": 1, "maxLength": 32},
-                "material": {"type": "string", "minLength": 1, "maxLength": 32},
-                "maximum_volume": {"type": "number", "format": "float", "exclusiveMinimum": true, "minimum": 0, "description": "cm³"},
-                "reusable": {"type": "boolean", "default": false}
-            }},
-            "UpdatePackage": {"type": "object", "additionalProperties": false, "minProperties": 1, "properties": {
-                "title": {"type": "string", "minLength": 1, "maxLength": 32},
-                "material": {"type": "string", "minLength": 1, "maxLength": 32},
-                "maximum_volume": {"type": "number", "format": "float", "exclusiveMinimum": true, "minimum": 0},
-                "reusable": {"type": "boolean"}
-            }},
-            "Ok": {"type": "object", "required": ["ok"], "properties": {"ok": {"type": "boolean"}}},
-            "Error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "enum": ["invalid_argument", "not_found", "internal"]},
-                "message": {"type": "string"}
-            }}
-        }}
-    })
+/// [`document`], built once.
+pub(super) fn cached() -> &'static utoipa::openapi::OpenApi {
+    static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
+    DOCUMENT.get_or_init(document)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // Proves the document describes exactly the operations the router serves.
+    // Proves: the derived schemas carry the validation rules of the bodies
+    // and every package operation documents the shared error body.
     #[test]
-    fn document_matches_routes() {
-        let doc = document();
-        let mut found = Vec::new();
+    fn schemas_follow_the_types() {
+        let doc = serde_json::to_value(document()).expect("document json");
+        assert!(doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")));
+        let schemas = &doc["components"]["schemas"];
+        let create = &schemas["CreatePackage"];
+        assert_eq!(create["additionalProperties"], false);
+        assert_eq!(
+            create["required"],
+            serde_json::json!(["title", "material", "maximum_volume"])
+        );
+        assert_eq!(create["properties"]["title"]["maxLength"], 32);
+        assert_eq!(schemas["UpdatePackage"]["minProperties"], 1);
+        assert!(schemas["UpdatePackage"].get("maxProperties").is_none());
+        assert_eq!(
+            schemas["ErrorBody"]["required"],
+            serde_json::json!(["code", "message"])
+        );
         for (path, item) in doc["paths"].as_object().expect("paths") {
-            for method in item.as_object().expect("item").keys() {
-                found.push((method.clone(), path.clone()));
+            for (method, op) in item.as_object().expect("path item") {
+                if path == "/openapi.json" {
+                    continue;
+                }
+                for status in ["400", "500"] {
+                    assert_eq!(
+                        op["responses"][status]["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
             }
         }
-        found.sort();
-        let mut want: Vec<(String, String)> = OPERATIONS
-            .iter()
-            .map(|(m, p)| (m.to_string(), p.to_string()))
-            .collect();
-        want.sort();
-        assert_eq!(found, want);
     }
 }
