@@ -41,6 +41,7 @@ pub(super) fn routes() -> OpenApiRouter<ChatService> {
         .routes(routes!(openapi_doc))
         .routes(routes!(import))
         .routes(routes!(search))
+        .routes(routes!(count))
         .routes(routes!(delete))
         .routes(routes!(users))
         .routes(routes!(user))

@@ -119,7 +119,7 @@ pub(super) fn routes() -> OpenApiRouter<PackageService> {
 /// The HTTP router (without the request-scope layer).
 pub fn router(svc: PackageService) -> Router {
     let (router, _document) = routes().split_for_parts();
-    router.route("/v1/packages", axum::routing::patch(list)).with_state(svc)
+    router.with_state(svc)
 }
 
 /// The OpenAPI document
