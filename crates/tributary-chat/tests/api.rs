@@ -165,6 +165,24 @@ async fn openapi_matches_routes() {
     assert_eq!(count, r#"{"count":1}"#);
 }
 
+// Proves: every role override (`rest::ROLES`) names an operation of the
+// derived document (method and route template), so a typo or a renamed
+// route cannot silently fall back to the method's default role.
+#[test]
+fn role_overrides_name_documented_operations() {
+    let doc = serde_json::to_value(document()).expect("document json");
+    assert!(!tributary_chat::api::rest::ROLES.is_empty());
+    for role in tributary_chat::api::rest::ROLES {
+        let method = role.0.to_ascii_lowercase();
+        assert!(
+            doc["paths"][role.1].get(&method).is_some(),
+            "ROLES names {} {}, which is not a documented operation",
+            role.0,
+            role.1
+        );
+    }
+}
+
 // Proves: bad requests become 400 with a reason, not 500.
 #[tokio::test]
 async fn bad_requests_are_400() {

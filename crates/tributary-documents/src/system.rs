@@ -107,7 +107,7 @@ impl Service for Api {
         "docs-api"
     }
     fn about(&self) -> &'static str {
-        "docs REST API: documents, NDJSON ingest to doc-updates-incoming, stats"
+        "docs REST API: documents, NDJSON ingest to doc-updates-incoming, stats (+ /openapi.json)"
     }
     fn listens(&self) -> &'static [&'static str] {
         &["docs.http_listen"]

@@ -9,6 +9,7 @@
 //! | [`supervise`] | running services: restart with backoff under `up`, exit under `serve` |
 //! | [`error`] | [`ApiError`]: one error kind -> HTTP status, gRPC code, JSON body |
 //! | [`http`] | the shared HTTP layers: limits, request id, metrics, shutdown |
+//! | [`openapi`] | `GET /openapi.json` serving the derived document, the source check of documented routes |
 //! | [`grpc`] | the shared gRPC server: health, reflection, message and time limits, request scope, shutdown |
 //! | [`scope`] | the per-request span of HTTP and gRPC servers: W3C `traceparent`, per-request log level |
 //! | [`audit`] | the audit layer and the one shipper per process |
@@ -21,6 +22,7 @@ pub mod context;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod openapi;
 pub mod outbox;
 pub mod scope;
 pub mod settings;

@@ -38,7 +38,6 @@ use crate::store::{AuditRecord, UserCount};
 /// Every route with its documentation (the only place routes are added).
 pub(super) fn routes() -> OpenApiRouter<ChatService> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(openapi_doc))
         .routes(routes!(import))
         .routes(routes!(search))
         .routes(routes!(count))
@@ -50,15 +49,14 @@ pub(super) fn routes() -> OpenApiRouter<ChatService> {
         .routes(routes!(restore))
 }
 
-/// The REST router.
+/// The REST router, with `GET /openapi.json`.
 pub fn router(service: ChatService) -> Router {
-    let (router, _document) = routes().split_for_parts();
+    let (router, _document) = tributary_runtime::openapi::with_document(routes(), |_| {});
     router.with_state(service)
 }
 
 type ApiResult<T> = Result<axum::Json<T>, ApiError>;
 
-/// This document
 /// Roles of the routes whose method says otherwise (see
 /// [`tributary_runtime::http::RouteRole`]): searches and counts only read;
 /// deletes and restores are destructive and need `admin`.
@@ -68,12 +66,6 @@ pub const ROLES: &[RouteRole] = &[
     RouteRole("POST", "/api/chat/messages/delete", Role::Admin),
     RouteRole("POST", "/api/chat/restore", Role::Admin),
 ];
-
-#[utoipa::path(get, path = "/openapi.json", operation_id = "openapi",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
-async fn openapi_doc() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(openapi::cached().clone())
-}
 
 /// Body of `POST /api/chat/import`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -346,15 +338,6 @@ mod tests {
     // documentation) — this file never calls axum's undocumented `route`.
     #[test]
     fn routes_are_only_added_with_their_documentation() {
-        let source = include_str!("rest.rs");
-        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
-        for undocumented in [
-            ".route(",
-            ".route_service(",
-            ".nest_service(",
-            "axum::routing",
-        ] {
-            assert!(!code.contains(undocumented), "rest.rs calls {undocumented}");
-        }
+        tributary_runtime::openapi::assert_routes_documented("rest.rs", include_str!("rest.rs"));
     }
 }

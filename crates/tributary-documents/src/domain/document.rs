@@ -21,7 +21,7 @@ pub const MAX_STORABLE: u64 = i64::MAX as u64;
 /// (`first_fetch_time`, `pub_date`) and the latest one (`fetch_time`,
 /// `text`); see [`mod@crate::domain::merge`]. `first_fetch_time == 0` means
 /// unknown, read as `fetch_time`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "PascalCase")]
 pub struct Document {
     /// The key: all versions of one url merge into one document.

@@ -113,20 +113,13 @@ pub(super) fn routes() -> OpenApiRouter<PackageService> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(create, list))
         .routes(routes!(describe, update, remove))
-        .routes(routes!(openapi_doc))
 }
 
-/// The HTTP router (without the request-scope layer).
+/// The HTTP router with `GET /openapi.json` (without the request-scope
+/// layer).
 pub fn router(svc: PackageService) -> Router {
-    let (router, _document) = routes().split_for_parts();
+    let (router, _document) = tributary_runtime::openapi::with_document(routes(), openapi::adjust);
     router.with_state(svc)
-}
-
-/// The OpenAPI document
-#[utoipa::path(get, path = "/openapi.json", operation_id = "OpenApi",
-    responses((status = 200, description = "The OpenAPI 3.1 document of this API", body = Object)))]
-async fn openapi_doc() -> Json<utoipa::openapi::OpenApi> {
-    Json(openapi::cached().clone())
 }
 
 fn path_id(raw: &str) -> Result<u64, AppError> {
@@ -281,18 +274,6 @@ mod tests {
     // documentation) — this file never calls axum's undocumented `route`.
     #[test]
     fn routes_are_only_added_with_their_documentation() {
-        let source = include_str!("mod.rs");
-        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
-        for undocumented in [
-            ".route(",
-            ".route_service(",
-            ".nest_service(",
-            "axum::routing",
-        ] {
-            assert!(
-                !code.contains(undocumented),
-                "http/mod.rs calls {undocumented}"
-            );
-        }
+        tributary_runtime::openapi::assert_routes_documented("http/mod.rs", include_str!("mod.rs"));
     }
 }
