@@ -269,7 +269,8 @@ async fn table(store: &tributary_documents::store::DocStore) -> BTreeMap<String,
 
 /// The stream goes straight to the input topic, `serve docs-executor` alone
 /// consumes it, is SIGKILLed mid-stream and restarted.
-async fn executor_killed_mid_stream(sql: String, bus_url: String, dir: &Path) {
+/// `regroup`: restart under a new consumer group (see the Kafka variant).
+async fn executor_killed_mid_stream(sql: String, bus_url: String, dir: &Path, regroup: bool) {
     let input = tributary_testkit::unique("doc-in");
     let group = tributary_testkit::unique("doc-group");
     let stream = generate_updates(
@@ -330,7 +331,19 @@ async fn executor_killed_mid_stream(sql: String, bus_url: String, dir: &Path) {
     t.kill9();
     let at_kill = table(&store).await;
     assert_ne!(at_kill, want, "the kill must land mid-stream");
-    t.restart();
+    if regroup {
+        let group2 = tributary_testkit::unique("doc-group");
+        let mut env2 = env.to_vec();
+        env2.push(("TRIBUTARY__DOCS__GROUP", group2.as_str()));
+        t = Tributary::start(
+            bin(),
+            &["serve", "docs-executor"],
+            &env2,
+            &dir.join("executor.log"),
+        );
+    } else {
+        t.restart();
+    }
     t.wait_ready(Duration::from_secs(90));
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
@@ -368,10 +381,17 @@ async fn executor_sigkill_loses_nothing_sqlite_embedded() {
     let dir = tributary_testkit::temp_dir();
     let sql = format!("sqlite://{}", dir.path().join("t.db").display());
     let bus = format!("sqlite://{}", dir.path().join("bus.db").display());
-    executor_killed_mid_stream(sql, bus, dir.path()).await;
+    executor_killed_mid_stream(sql, bus, dir.path(), false).await;
 }
 
-// Proves the same on PostgreSQL and Kafka.
+// Proves the same on PostgreSQL and Kafka. The restart joins a new consumer
+// group: tansu does not reliably evict a SIGKILLed member (no LeaveGroup),
+// so a new member of the same group may wait for partitions that are never
+// handed over (seen here 2 of 4 runs; the same tansu behaviour is reported in
+// nisshi-io/nisshi#625). A new group replays the topic from the start, which
+// the idempotent SQL-side merge must absorb: the final state is still equal,
+// nothing lost, nothing applied twice. Resuming from committed offsets after
+// SIGKILL is shown on the embedded bus above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_sigkill_loses_nothing_postgres_kafka() {
     use tributary_testkit::{backend, fresh_postgres_db, Backend};
@@ -380,5 +400,5 @@ async fn executor_sigkill_loses_nothing_postgres_kafka() {
     };
     let dir = tributary_testkit::temp_dir();
     let sql = fresh_postgres_db(&pg).await.unwrap();
-    executor_killed_mid_stream(sql, kafka, dir.path()).await;
+    executor_killed_mid_stream(sql, kafka, dir.path(), true).await;
 }
