@@ -4,38 +4,26 @@
 //! fed by every service in it (a logistics warning shows up in the chat
 //! audit query).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use tributary_testkit::spawn::{any_port_env, free_port, http_get};
 
-/// Minimal HTTP/1.0 GET: the status code.
+/// The status of `GET path` (`Host: 127.0.0.1`), or `None` when nothing answers.
 fn status(addr: SocketAddr, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.split_whitespace().nth(1)?.parse().ok()
+    http_get(addr, path).map(|r| r.0)
 }
 
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
+/// `tributary` with a clean configuration environment (the test kit's).
 fn tributary() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tributary"));
-    // Start from a clean configuration environment.
-    for (k, _) in std::env::vars() {
-        if k.starts_with("TRIBUTARY__") || k == "TRIBUTARY_CONFIG" || k == "TRIBUTARY_CHAT_SERVER" {
-            c.env_remove(k);
-        }
-    }
-    c
+    tributary_testkit::spawn::command(bin())
 }
 
 /// A running `tributary up`, killed if a test fails before stopping it.
@@ -64,11 +52,9 @@ impl Up {
         let child = tributary()
             .args(["up", "--data-dir"])
             .arg(&data)
+            .envs(any_port_env(bin()))
             .env("TRIBUTARY__ADMIN__LISTEN", admin.to_string())
             .env("TRIBUTARY__CHAT__LISTEN", chat.to_string())
-            .env("TRIBUTARY__CHAT__GRPC_LISTEN", "127.0.0.1:0")
-            .env("TRIBUTARY__LOGISTICS__GRPC_LISTEN", "127.0.0.1:0")
-            .env("TRIBUTARY__LOGISTICS__HTTP_LISTEN", "127.0.0.1:0")
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
