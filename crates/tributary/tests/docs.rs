@@ -387,7 +387,7 @@ async fn executor_sigkill_loses_nothing_sqlite_embedded() {
 // Proves the same on PostgreSQL and Kafka. The restart joins a new consumer
 // group: tansu does not reliably evict a SIGKILLed member (no LeaveGroup),
 // so a new member of the same group may wait for partitions that are never
-// handed over (seen here 2 of 4 runs; the same tansu behaviour is reported in
+// handed over (seen here in 4 of 7 runs; the same tansu behaviour is reported in
 // nisshi-io/nisshi#625). A new group replays the topic from the start, which
 // the idempotent SQL-side merge must absorb: the final state is still equal,
 // nothing lost, nothing applied twice. Resuming from committed offsets after
