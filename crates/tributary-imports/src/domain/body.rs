@@ -843,10 +843,17 @@ mod tests {
             prop_assert_eq!(&result, &whole.1);
             if result.is_ok() {
                 prop_assert_eq!(&records, &whole.0);
-                // Whatever the splitter accepts, serde_json accepts too.
+                // Whatever the splitter accepts, serde_json accepts too, except
+                // numbers beyond f64 (`1e309`): JSON's grammar (RFC 8259) has
+                // no range, so that is not a syntax error of the body; whoever
+                // decodes the record into numbers reports it for that record.
                 for r in &records {
-                    let ok = serde_json::from_slice::<Value>(&r.bytes).is_ok();
-                    prop_assert!(ok, "{:?}", String::from_utf8_lossy(&r.bytes));
+                    let res = serde_json::from_slice::<Value>(&r.bytes);
+                    let ok = match &res {
+                        Ok(_) => true,
+                        Err(e) => e.to_string().starts_with("number out of range"),
+                    };
+                    prop_assert!(ok, "{:?}: {:?}", String::from_utf8_lossy(&r.bytes), res.err());
                 }
             }
         }
