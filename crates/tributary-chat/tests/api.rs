@@ -92,18 +92,8 @@ async fn openapi_matches_routes() {
     let served: serde_json::Value = serde_json::from_str(&served).expect("served json");
     assert_eq!(served, doc, "/openapi.json serves the derived document");
     assert_eq!(doc["openapi"], "3.1.0");
-    let mut documented: Vec<(String, String)> = Vec::new();
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in item.as_object().expect("item").keys() {
-            documented.push((method.clone(), path.clone()));
-        }
-    }
-    let mut listed: Vec<(String, String)> = OPERATIONS
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
-    documented.sort();
-    listed.sort();
+    let documented = tributary_runtime::openapi::documented_operations(&doc);
+    let listed = tributary_runtime::openapi::sorted_operations(&OPERATIONS);
     assert_eq!(documented, listed);
 
     let backup_dir = dir.path().join("b");

@@ -40,6 +40,34 @@ where
     (router.layer(Extension(Served(served.into()))), doc)
 }
 
+/// Every `(method, path)` of a served document (its JSON), sorted; with
+/// [`sorted_operations`] of a list, what a coverage test compares.
+pub fn documented_operations(doc: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = doc["paths"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(method, _)| (method.clone(), path.clone()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// `(method, path)` pairs as owned strings, sorted.
+pub fn sorted_operations(ops: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = ops
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// Panics when the code of `source` (the part before its first
 /// `#[cfg(test)]`) adds a route other than through `routes!`, i.e. without
 /// its documentation; `file` names it in the message. For a unit test:
