@@ -16,6 +16,8 @@ pub const DEAD_LETTERED: &str = "tributary_docs_dead_lettered_total";
 pub const CACHE_HITS: &str = "tributary_docs_cache_hits_total";
 /// Counter: prior states not in the cache (read from the database).
 pub const CACHE_MISSES: &str = "tributary_docs_cache_misses_total";
+/// Counter: cache calls that failed (the cache is then bypassed for a while).
+pub const CACHE_ERRORS: &str = "tributary_docs_cache_errors_total";
 /// Counter: batches whose database transaction failed and was retried.
 pub const BATCH_RETRIES: &str = "tributary_docs_batch_retries_total";
 /// Histogram: messages per batch.

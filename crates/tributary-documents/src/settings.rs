@@ -46,6 +46,9 @@ pub struct DocsSettings {
     pub retry_base_ms: u64,
     /// Retry delay cap, ms.
     pub retry_max_ms: u64,
+    /// After a failed cache call the cache is bypassed (prior states come
+    /// from the database alone) for this long before it is tried again, ms.
+    pub cache_retry_ms: u64,
     /// Page size of `GET /api/docs/documents` without `limit`.
     pub page_default: u32,
     /// Largest `limit` accepted.
@@ -68,6 +71,7 @@ impl Default for DocsSettings {
             emit: EmitPolicy::Changed,
             retry_base_ms: 100,
             retry_max_ms: 10_000,
+            cache_retry_ms: 5_000,
             page_default: 100,
             page_max: 1000,
             relay: RelayConfig::for_topic(OUTPUT_TOPIC),

@@ -46,7 +46,7 @@ impl Figures {
     }
 }
 
-fn bar(n: u64, label: &str) -> ProgressBar {
+pub(crate) fn bar(n: u64, label: &str) -> ProgressBar {
     let pb = ProgressBar::new(n);
     pb.set_style(
         ProgressStyle::with_template("{msg:<28} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
@@ -112,13 +112,13 @@ pub async fn bus(args: BusBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn tempdir() -> anyhow::Result<std::path::PathBuf> {
+pub(crate) fn tempdir() -> anyhow::Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("tributary-bench-{}", std::process::id()));
     std::fs::create_dir_all(&d)?;
     Ok(d)
 }
 
-fn unique(prefix: &str) -> String {
+pub(crate) fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())

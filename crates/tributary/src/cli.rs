@@ -17,7 +17,7 @@ use tributary_runtime::System;
 /// Run one service against real backends (a cluster deployment):
 ///     TRIBUTARY__BUS__URL=kafka://broker:9092 \
 ///     TRIBUTARY__SQL__URL=postgres://user:pass@db/tributary \
-///     tributary serve NAME
+///     tributary serve NAME [NAME...]
 ///
 /// Configuration: defaults < --config FILE (TOML) < TRIBUTARY__SECTION__KEY
 /// environment variables. `tributary config` prints the effective settings.
@@ -66,8 +66,10 @@ pub struct UpArgs {
 /// `serve` options.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Service name.
-    pub service: String,
+    /// Service names (`tributary services` lists them); several run in one
+    /// process, e.g. `serve docs-executor docs-outbox`.
+    #[arg(required = true, num_args = 1..)]
+    pub services: Vec<String>,
 }
 
 /// Options of listing commands.
@@ -84,6 +86,45 @@ pub enum BenchCommand {
     /// Produce then consume N records: raw rdkafka vs our Kafka adapter and
     /// runner on the same broker, and the embedded bus (persistence on).
     Bus(BusBenchArgs),
+    /// The document-update executor on a generated stream: raw rdkafka
+    /// passthrough vs ours on Kafka vs quixstreams, and ours on the embedded
+    /// defaults; each of ours checked against the reference merge.
+    Docs(DocsBenchArgs),
+}
+
+/// `bench docs` options.
+#[derive(Debug, Args)]
+pub struct DocsBenchArgs {
+    /// Kafka broker URL (`kafka://host:port`); without it only the embedded run is measured.
+    #[arg(long, env = "TRIBUTARY_BENCH_KAFKA")]
+    pub kafka: Option<String>,
+    /// Database of the Kafka run (an empty one; default: a temporary SQLite file).
+    #[arg(long)]
+    pub sql: Option<String>,
+    /// Distinct urls.
+    #[arg(long, default_value_t = 100_000)]
+    pub urls: usize,
+    /// Updates in total, duplicates included.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub updates: usize,
+    /// Fraction of exact duplicates.
+    #[arg(long, default_value_t = 0.2)]
+    pub duplicates: f64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Partitions of the input topic.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+    /// Executor batch size (`docs.batch_max`).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_max: usize,
+    /// Python with quixstreams installed (e.g. a venv's bin/python); runs c).
+    #[arg(long, env = "TRIBUTARY_BENCH_QUIX_PYTHON")]
+    pub quix_python: Option<PathBuf>,
+    /// The quixstreams script.
+    #[arg(long, default_value = "scripts/bench/docs_quixstreams.py")]
+    pub quix_script: PathBuf,
 }
 
 /// `bench bus` options.
@@ -184,6 +225,6 @@ mod tests {
             .try_get_matches_from(["tributary", "serve", "chat-api"])
             .expect("serve parses");
         let cli = Cli::from_arg_matches(&m).expect("built-in");
-        assert!(matches!(cli.command, Command::Serve(ref a) if a.service == "chat-api"));
+        assert!(matches!(cli.command, Command::Serve(ref a) if a.services == ["chat-api"]));
     }
 }

@@ -6,6 +6,7 @@
 //! the one list in [`systems`].
 
 mod bench;
+mod bench_docs;
 mod cli;
 mod run;
 mod systems;

@@ -104,24 +104,34 @@ async fn builtin(cli: Cli, systems: Vec<System>) -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let all = all_services(&systems);
-            let Some(svc) = all.iter().find(|s| s.name() == args.service).cloned() else {
-                let known: Vec<&str> = all.iter().map(|s| s.name()).collect();
-                bail!(
-                    "unknown service {:?}; known services: {}",
-                    args.service,
-                    if known.is_empty() {
-                        "none".to_string()
-                    } else {
-                        known.join(", ")
-                    }
-                );
-            };
-            let process = svc.name();
-            serve(settings, vec![svc], Mode::Serve, process).await
+            let mut chosen: Vec<Arc<dyn Service>> = Vec::with_capacity(args.services.len());
+            for name in &args.services {
+                let Some(svc) = all.iter().find(|s| s.name() == name).cloned() else {
+                    let known: Vec<&str> = all.iter().map(|s| s.name()).collect();
+                    bail!(
+                        "unknown service {name:?}; known services: {}",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    );
+                };
+                if chosen.iter().any(|c| c.name() == svc.name()) {
+                    bail!("service {name:?} is named twice");
+                }
+                chosen.push(svc);
+            }
+            let process = args.services.join("+");
+            serve(settings, chosen, Mode::Serve, &process).await
         }
         Command::Bench(BenchCommand::Bus(args)) => {
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
             crate::bench::bus(args).await
+        }
+        Command::Bench(BenchCommand::Docs(args)) => {
+            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            crate::bench_docs::docs(args).await
         }
     }
 }

@@ -95,9 +95,11 @@ fn wait_merged(api: SocketAddr, want: &BTreeMap<String, Document>, t: &Tributary
     }
 }
 
-/// Reads every record of `topic` on the embedded bus `url` (after the
-/// process that owned the file has stopped).
-async fn read_all(url: &str, topic: &str) -> Vec<Message> {
+/// Reads every record of `topic` on the bus `url` from the start, under a
+/// new group: waits up to `first` for the first record, then until the
+/// topic has been quiet for 5 s (for the embedded bus: after the process
+/// that owned the file has stopped).
+async fn read_all(url: &str, topic: &str, first: Duration) -> Vec<Message> {
     let bus = tributary_bus::connect(url, &BusConfig::default())
         .await
         .unwrap();
@@ -110,8 +112,10 @@ async fn read_all(url: &str, topic: &str) -> Vec<Message> {
         .await
         .unwrap();
     let mut out = Vec::new();
-    while let Ok(m) = tokio::time::timeout(Duration::from_secs(3), c.recv()).await {
+    let mut wait = first;
+    while let Ok(m) = tokio::time::timeout(wait, c.recv()).await {
         out.push(m.unwrap());
+        wait = Duration::from_secs(5);
     }
     out
 }
@@ -235,9 +239,9 @@ async fn up_merges_sent_streams_to_the_reference() {
 
     // The output topic's last value per url is the reference merge; poison was dead-lettered.
     let bus_url = format!("sqlite://{}", data.join("bus.db").display());
-    let out = read_all(&bus_url, "doc-updates-outgoing").await;
+    let out = read_all(&bus_url, "doc-updates-outgoing", Duration::from_secs(3)).await;
     assert_eq!(last_per_url(&out), want, "last output per url");
-    let dead = read_all(&bus_url, "doc-updates-dead").await;
+    let dead = read_all(&bus_url, "doc-updates-dead", Duration::from_secs(3)).await;
     let dead_values: Vec<String> = dead
         .iter()
         .map(|m| String::from_utf8_lossy(&m.value).into_owned())
@@ -267,11 +271,96 @@ async fn table(store: &tributary_documents::store::DocStore) -> BTreeMap<String,
         .collect()
 }
 
-/// The stream goes straight to the input topic, `serve docs-executor` alone
-/// consumes it, is SIGKILLed mid-stream and restarted.
-/// `regroup`: restart under a new consumer group (see the Kafka variant).
-async fn executor_killed_mid_stream(sql: String, bus_url: String, dir: &Path, regroup: bool) {
+/// Writes `stream` to a new topic `input` (3 partitions) on `bus_url`, key = url.
+async fn feed(bus_url: &str, input: &str, partitions: i32, stream: &[Document]) {
+    let bus = tributary_bus::connect(bus_url, &BusConfig::default())
+        .await
+        .unwrap();
+    bus.create_topic(input, partitions).await.unwrap();
+    for chunk in stream.chunks(5000) {
+        let sends: Vec<_> = chunk
+            .iter()
+            .map(|d| {
+                bus.send(tributary_bus::Record::new(
+                    input.to_owned(),
+                    d.url.clone().into_bytes(),
+                    serde_json::to_vec(d).unwrap(),
+                ))
+            })
+            .collect();
+        for r in futures::future::join_all(sends).await {
+            r.unwrap();
+        }
+    }
+    bus.flush(Duration::from_secs(30)).await.unwrap();
+}
+
+/// Waits until the table equals `want` and the outbox is empty.
+async fn wait_state(
+    store: &tributary_documents::store::DocStore,
+    want: &BTreeMap<String, Document>,
+    procs: &[&Tributary],
+) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if store.outbox().pending().await.unwrap() == 0 && table(store).await == *want {
+            return;
+        }
+        let logs: Vec<String> = procs.iter().map(|t| t.log_text()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "not merged and relayed in time\n{}",
+            logs.join("\n----\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A counter of the process's `/metrics` (0 when absent).
+fn counter(t: &Tributary, name: &str) -> f64 {
+    let Some((200, body)) = tributary_testkit::spawn::http_get(t.admin, "/metrics") else {
+        return 0.0;
+    };
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.strip_prefix(name))
+        .filter_map(|rest| rest.split_whitespace().last())
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// The output topic holds the reference merge as the last value per url;
+/// returns (records, urls) for the log.
+async fn check_output(
+    bus_url: &str,
+    topic: &str,
+    patience: Duration,
+    want: &BTreeMap<String, Document>,
+) -> (usize, usize) {
+    let out = read_all(bus_url, topic, patience).await;
+    let last = last_per_url(&out);
+    assert_eq!(last.len(), want.len(), "urls on the output topic");
+    assert!(
+        last == *want,
+        "last output per url differs from the reference merge"
+    );
+    (out.len(), last.len())
+}
+
+/// The stream goes straight to the input topic; `serve docs-executor
+/// docs-outbox` (state, outbox and relay in one process) consumes it, is
+/// SIGKILLed mid-stream (between any two steps: commit, relay send, offset
+/// commit) and restarted. `regroup`: restart under a new consumer group
+/// (see the Kafka variant).
+async fn executor_killed_mid_stream(
+    sql: String,
+    bus_url: String,
+    dir: &Path,
+    regroup: bool,
+    patience: Duration,
+) {
     let input = tributary_testkit::unique("doc-in");
+    let output = tributary_testkit::unique("doc-out");
     let group = tributary_testkit::unique("doc-group");
     let stream = generate_updates(
         21,
@@ -284,26 +373,7 @@ async fn executor_killed_mid_stream(sql: String, bus_url: String, dir: &Path, re
     )
     .unwrap();
     let want = reference_merge(stream.iter().cloned());
-    {
-        let bus = tributary_bus::connect(&bus_url, &BusConfig::default())
-            .await
-            .unwrap();
-        bus.create_topic(&input, 3).await.unwrap();
-        let sends: Vec<_> = stream
-            .iter()
-            .map(|d| {
-                bus.send(tributary_bus::Record::new(
-                    input.clone(),
-                    d.url.clone().into_bytes(),
-                    serde_json::to_vec(d).unwrap(),
-                ))
-            })
-            .collect();
-        for r in futures::future::join_all(sends).await {
-            r.unwrap();
-        }
-        bus.flush(Duration::from_secs(30)).await.unwrap();
-    }
+    feed(&bus_url, &input, 3, &stream).await;
     let store = store_of(&sql).await;
     let data = dir.to_string_lossy().into_owned();
     let env = [
@@ -312,16 +382,13 @@ async fn executor_killed_mid_stream(sql: String, bus_url: String, dir: &Path, re
         ("TRIBUTARY__DATA_DIR", data.as_str()),
         ("TRIBUTARY__AUDIT__ENABLED", "false"),
         ("TRIBUTARY__DOCS__INPUT_TOPIC", input.as_str()),
+        ("TRIBUTARY__DOCS__RELAY__TOPIC", output.as_str()),
         ("TRIBUTARY__DOCS__GROUP", group.as_str()),
         // Small batches, so the kill lands between commits.
         ("TRIBUTARY__DOCS__BATCH_MAX", "20"),
     ];
-    let mut t = Tributary::start(
-        bin(),
-        &["serve", "docs-executor"],
-        &env,
-        &dir.join("executor.log"),
-    );
+    let args = ["serve", "docs-executor", "docs-outbox"];
+    let mut t = Tributary::start(bin(), &args, &env, &dir.join("executor.log"));
     t.wait_ready(Duration::from_secs(90));
     let deadline = Instant::now() + Duration::from_secs(120);
     while store.count().await.unwrap() < 200 {
@@ -330,58 +397,39 @@ async fn executor_killed_mid_stream(sql: String, bus_url: String, dir: &Path, re
     }
     t.kill9();
     let at_kill = table(&store).await;
+    let pending_at_kill = store.outbox().pending().await.unwrap();
     assert_ne!(at_kill, want, "the kill must land mid-stream");
     if regroup {
         let group2 = tributary_testkit::unique("doc-group");
         let mut env2 = env.to_vec();
         env2.push(("TRIBUTARY__DOCS__GROUP", group2.as_str()));
-        t = Tributary::start(
-            bin(),
-            &["serve", "docs-executor"],
-            &env2,
-            &dir.join("executor.log"),
-        );
+        t = Tributary::start(bin(), &args, &env2, &dir.join("executor.log"));
     } else {
         t.restart();
     }
     t.wait_ready(Duration::from_secs(90));
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        if table(&store).await == want {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not merged\n{}", t.log_text());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_state(&store, &want, &[&t]).await;
     let st = t.stop(Duration::from_secs(30));
     assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
-    // Every change is in the outbox (committed with it): last event per url = reference.
-    let events = store
-        .outbox()
-        .claim("test", Duration::from_secs(600), 10_000_000)
-        .await
-        .unwrap();
-    let mut last = BTreeMap::new();
-    for e in events {
-        let d = tributary_documents::parse_update(&e.payload).unwrap();
-        last.insert(d.url.clone(), d);
-    }
+    // Every committed change reached the output topic, even those whose relay send the kill
+    // cut off: the last output per url is the reference merge.
+    let (records, urls) = check_output(&bus_url, &output, patience, &want).await;
     eprintln!(
-        "docs-executor SIGKILL with {} of {} urls merged: final state equal",
+        "docs executor+outbox SIGKILL with {} of {} urls merged and {pending_at_kill} outputs unsent: \
+         final state equal; {records} output records for {urls} urls",
         at_kill.len(),
         want.len()
     );
-    assert_eq!(last, want, "last outbox event per url");
 }
 
-// Proves a SIGKILLed `serve docs-executor` loses nothing (SQLite, embedded bus): restarted,
-// the table and the last outbox event per url equal the reference merge.
+// Proves a SIGKILLed `serve docs-executor docs-outbox` loses nothing (SQLite, embedded bus):
+// restarted, the table and the last output-topic record per url equal the reference merge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn executor_sigkill_loses_nothing_sqlite_embedded() {
     let dir = tributary_testkit::temp_dir();
     let sql = format!("sqlite://{}", dir.path().join("t.db").display());
     let bus = format!("sqlite://{}", dir.path().join("bus.db").display());
-    executor_killed_mid_stream(sql, bus, dir.path(), false).await;
+    executor_killed_mid_stream(sql, bus, dir.path(), false, Duration::from_secs(15)).await;
 }
 
 // Proves the same on PostgreSQL and Kafka. The restart joins a new consumer
@@ -400,5 +448,274 @@ async fn executor_sigkill_loses_nothing_postgres_kafka() {
     };
     let dir = tributary_testkit::temp_dir();
     let sql = fresh_postgres_db(&pg).await.unwrap();
-    executor_killed_mid_stream(sql, kafka, dir.path(), true).await;
+    executor_killed_mid_stream(sql, kafka, dir.path(), true, Duration::from_secs(90)).await;
+}
+
+// Proves two executor replicas in one group on Kafka hand partitions over without losing or
+// double-applying state: A runs alone, B joins mid-stream (rebalance; B must then merge
+// part of the stream itself), A leaves on SIGTERM (rebalance; B takes every partition).
+// The table and the last output per url equal the reference merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_rebalance_postgres_kafka() {
+    use tributary_testkit::{backend, fresh_postgres_db, Backend};
+    let (Some(pg), Some(kafka)) = (backend(Backend::Postgres), backend(Backend::Kafka)) else {
+        return;
+    };
+    let dir = tributary_testkit::temp_dir();
+    let sql = fresh_postgres_db(&pg).await.unwrap();
+    let input = tributary_testkit::unique("doc-in");
+    let output = tributary_testkit::unique("doc-out");
+    let group = tributary_testkit::unique("doc-group");
+    let stream = generate_updates(
+        33,
+        &GenParams {
+            urls: 4000,
+            updates: 40_000,
+            duplicates: 0.2,
+            shuffle: true,
+        },
+    )
+    .unwrap();
+    let want = reference_merge(stream.iter().cloned());
+    feed(&kafka, &input, 4, &stream).await;
+    let store = store_of(&sql).await;
+    let data = dir.path().to_string_lossy().into_owned();
+    let env = [
+        ("TRIBUTARY__SQL__URL", sql.as_str()),
+        ("TRIBUTARY__BUS__URL", kafka.as_str()),
+        ("TRIBUTARY__DATA_DIR", data.as_str()),
+        ("TRIBUTARY__AUDIT__ENABLED", "false"),
+        ("TRIBUTARY__DOCS__INPUT_TOPIC", input.as_str()),
+        ("TRIBUTARY__DOCS__RELAY__TOPIC", output.as_str()),
+        ("TRIBUTARY__DOCS__GROUP", group.as_str()),
+        // Small batches: the stream lasts long enough for two rebalances.
+        ("TRIBUTARY__DOCS__BATCH_MAX", "10"),
+    ];
+    let args = ["serve", "docs-executor", "docs-outbox"];
+    let mut a = Tributary::start(bin(), &args, &env, &dir.path().join("a.log"));
+    a.wait_ready(Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while store.count().await.unwrap() < 100 {
+        assert!(
+            Instant::now() < deadline,
+            "A makes no progress\n{}",
+            a.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut b = Tributary::start(bin(), &args, &env, &dir.path().join("b.log"));
+    b.wait_ready(Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while counter(&b, "tributary_docs_updates_in_total") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "B got no partition after joining\n{}\n----\n{}",
+            a.log_text(),
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let a_in = counter(&a, "tributary_docs_updates_in_total");
+    assert!(
+        (a_in as usize) < stream.len(),
+        "the stream must still be running when B joins"
+    );
+    let st = a.stop(Duration::from_secs(60));
+    assert!(
+        st.success(),
+        "A's exit after SIGTERM: {st}\n{}",
+        a.log_text()
+    );
+    wait_state(&store, &want, &[&b]).await;
+    let b_in = counter(&b, "tributary_docs_updates_in_total");
+    let st = b.stop(Duration::from_secs(60));
+    assert!(
+        st.success(),
+        "B's exit after SIGTERM: {st}\n{}",
+        b.log_text()
+    );
+    let (records, urls) = check_output(&kafka, &output, Duration::from_secs(90), &want).await;
+    eprintln!(
+        "rebalance: A merged {a_in} updates before leaving, B {b_in}; \
+         {records} output records for {urls} urls; final state equal"
+    );
+}
+
+/// A Redis server of this test's own (so it can be flushed and stopped).
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start(port: u16) -> Self {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (Debian package redis-server) on PATH");
+        let me = Self { port, child };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while me.cli(&["PING"]).trim() != "PONG" {
+            assert!(
+                Instant::now() < deadline,
+                "own redis-server does not answer"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        me
+    }
+    fn cli(&self, args: &[&str]) -> String {
+        std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+// Proves the cache is only an accelerator: with Redis FLUSHALLed and then SIGKILLed
+// mid-stream, the executor keeps merging from the database, the final table and outbox equal
+// the reference merge, and once Redis is back the executor uses it again (cache hits grow,
+// keys reappear). Every state left in the cache equals the durable row of its url.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_flushed_and_stopped_mid_stream() {
+    let dir = tributary_testkit::temp_dir();
+    let sql = format!("sqlite://{}", dir.path().join("t.db").display());
+    let bus_url = format!("sqlite://{}", dir.path().join("bus.db").display());
+    let port = tributary_testkit::spawn::free_port();
+    let mut redis = OwnRedis::start(port);
+    let cache_url = format!("redis://127.0.0.1:{port}");
+    let input = tributary_testkit::unique("doc-in");
+    let stream = generate_updates(
+        44,
+        &GenParams {
+            urls: 2000,
+            updates: 30_000,
+            duplicates: 0.2,
+            shuffle: true,
+        },
+    )
+    .unwrap();
+    let want = reference_merge(stream.iter().cloned());
+    feed(&bus_url, &input, 3, &stream).await;
+    let store = store_of(&sql).await;
+    let data = dir.path().to_string_lossy().into_owned();
+    let env = [
+        ("TRIBUTARY__SQL__URL", sql.as_str()),
+        ("TRIBUTARY__BUS__URL", bus_url.as_str()),
+        ("TRIBUTARY__CACHE__URL", cache_url.as_str()),
+        ("TRIBUTARY__DOCS__CACHE_RETRY_MS", "300"),
+        ("TRIBUTARY__DATA_DIR", data.as_str()),
+        ("TRIBUTARY__AUDIT__ENABLED", "false"),
+        ("TRIBUTARY__DOCS__INPUT_TOPIC", input.as_str()),
+        ("TRIBUTARY__DOCS__BATCH_MAX", "10"),
+    ];
+    let mut t = Tributary::start(
+        bin(),
+        &["serve", "docs-executor"],
+        &env,
+        &dir.path().join("x.log"),
+    );
+    t.wait_ready(Duration::from_secs(90));
+    progress(&t, 3000.0).await;
+    assert!(
+        counter(&t, "tributary_docs_cache_hits_total") > 0.0,
+        "the cache is used"
+    );
+    assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
+    let n = progress(&t, 6000.0).await;
+    redis.kill9();
+    progress(&t, n + 3000.0).await;
+    let hits_down = counter(&t, "tributary_docs_cache_hits_total");
+    let n = progress(&t, n + 6000.0).await;
+    assert_eq!(
+        counter(&t, "tributary_docs_cache_hits_total"),
+        hits_down,
+        "no hits while Redis is down"
+    );
+    assert!(
+        n + 6000.0 < stream.len() as f64,
+        "the stream must outlast the outage by far"
+    );
+    let redis = OwnRedis::start(port);
+    wait_state_no_relay(&store, &want, &t).await;
+    let hits_end = counter(&t, "tributary_docs_cache_hits_total");
+    assert!(
+        hits_end > hits_down,
+        "the cache is used again once Redis is back"
+    );
+    // Nothing in the cache is other than the durable state of its url.
+    let keys: Vec<String> = redis.cli(&["--scan"]).lines().map(str::to_owned).collect();
+    assert!(!keys.is_empty(), "states were cached again");
+    let db = table(&store).await;
+    for chunk in keys.chunks(200) {
+        let mut args = vec!["MGET"];
+        args.extend(chunk.iter().map(String::as_str));
+        for (key, value) in chunk.iter().zip(redis.cli(&args).lines()) {
+            let cached = tributary_documents::parse_update(value.as_bytes()).unwrap();
+            assert_eq!(Some(&cached), db.get(&cached.url), "cache entry {key}");
+        }
+    }
+    let st = t.stop(Duration::from_secs(30));
+    assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
+    eprintln!(
+        "redis flush + stop mid-stream: final state equal; hits {hits_down} before the restart, \
+         {hits_end} at the end; {} keys cached",
+        keys.len()
+    );
+}
+
+/// Waits until the process has merged at least `at` updates; returns the count.
+async fn progress(t: &Tributary, at: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = counter(t, "tributary_docs_updates_in_total");
+        if n >= at {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {n} updates\n{}",
+            t.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the table equals `want` (no relay runs: the outbox keeps its rows).
+async fn wait_state_no_relay(
+    store: &tributary_documents::store::DocStore,
+    want: &BTreeMap<String, Document>,
+    t: &Tributary,
+) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while table(store).await != *want {
+        assert!(
+            Instant::now() < deadline,
+            "not merged in time\n{}",
+            t.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -22,13 +22,17 @@
 //!   safe because states only grow in the merge order: an update that does
 //!   not change a stale prior state cannot change the newer stored state
 //!   either, so skipping it is correct.
+//! - a cache that fails (Redis stopped, unreachable) is bypassed for
+//!   `docs.cache_retry_ms` at a time: the batches read the database alone at
+//!   full speed instead of waiting for reconnect attempts, one warning is
+//!   logged per outage, and the cache is used again once it answers.
 
 pub mod run;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -121,6 +125,10 @@ pub struct Executor {
     bus: Bus,
     settings: Arc<DocsSettings>,
     health: ExecutorHealth,
+    /// Messages whose batch is durable (applied or dead-lettered).
+    done: AtomicU64,
+    /// Set while the cache is bypassed after a failure: until when.
+    cache_down: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -149,6 +157,8 @@ impl Executor {
             bus,
             settings,
             health: ExecutorHealth::default(),
+            done: AtomicU64::new(0),
+            cache_down: Mutex::new(None),
         }
     }
 
@@ -157,9 +167,50 @@ impl Executor {
         self.health.clone()
     }
 
+    /// Messages of this process whose batch is durable (state committed,
+    /// poison dead-lettered), whether or not their offsets are committed
+    /// yet. For progress reports and the benchmark.
+    pub fn messages_done(&self) -> u64 {
+        self.done.load(Ordering::Relaxed)
+    }
+
     /// The store.
     pub fn store(&self) -> &DocStore {
         &self.store
+    }
+
+    /// The cache, unless it failed less than `cache_retry_ms` ago.
+    fn live_cache(&self) -> Option<&Cache> {
+        let cache = self.cache.as_ref()?;
+        let down = self.cache_down.lock().map(|d| *d).unwrap_or(None);
+        match down {
+            Some(until) if Instant::now() < until => None,
+            _ => Some(cache),
+        }
+    }
+
+    /// Records the outcome of a cache call: the first failure of an outage
+    /// is logged and starts the bypass; the first success after one ends it.
+    fn cache_outcome(&self, result: Result<(), tributary_storage::Error>, what: &str) {
+        let Ok(mut down) = self.cache_down.lock() else {
+            return;
+        };
+        match result {
+            Ok(()) => {
+                if down.take().is_some() {
+                    tracing::info!("cache answers again; using it");
+                }
+            }
+            Err(e) => {
+                metrics::counter!(m::CACHE_ERRORS).increment(1);
+                let cooldown = Duration::from_millis(self.settings.cache_retry_ms);
+                if down.is_none() {
+                    tracing::warn!(error = %e, ?cooldown,
+                        "cache {what} failed; bypassing the cache (the database is authoritative) and trying it again after the cooldown");
+                }
+                *down = Some(Instant::now() + cooldown);
+            }
+        }
     }
 
     /// Parses every message; pure CPU.
@@ -248,7 +299,7 @@ impl Executor {
     /// # Errors
     /// [`StoreError`] when the database fails: nothing was committed, and
     /// the same batch may simply be applied again. Cache failures are not
-    /// errors (a failed read is a miss, a failed write is logged).
+    /// errors (a failed read is a miss, and the cache is bypassed for `cache_retry_ms`).
     pub async fn apply(&self, updates: &[Document]) -> Result<BatchReport, StoreError> {
         let mut folded: HashMap<&str, Document> = HashMap::with_capacity(updates.len());
         for u in updates {
@@ -272,9 +323,10 @@ impl Executor {
 
         // Prior states: cache, then the database for the misses.
         let mut prior: HashMap<String, Document> = HashMap::with_capacity(urls.len());
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = self.live_cache() {
             match cache.get_many(&urls).await {
                 Ok(values) => {
+                    self.cache_outcome(Ok(()), "read");
                     for (url, v) in urls.iter().zip(values) {
                         if let Some(doc) = v.and_then(|b| parse_update(&b).ok()) {
                             if doc.url == *url {
@@ -283,9 +335,7 @@ impl Executor {
                         }
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cache read failed; reading prior states from the database");
-                }
+                Err(e) => self.cache_outcome(Err(e), "read"),
             }
         }
         report.cache_hits = prior.len();
@@ -323,7 +373,7 @@ impl Executor {
         }
 
         // After the commit only: the durable states into the cache.
-        if let Some(cache) = &self.cache {
+        if let Some(cache) = self.live_cache() {
             let mut fresh: HashMap<&str, &Document> = HashMap::new();
             for (url, doc) in &from_db {
                 fresh.insert(url.as_str(), doc);
@@ -337,9 +387,8 @@ impl Executor {
                     entries.push((url, Bytes::from(v)));
                 }
             }
-            if let Err(e) = cache.set_many(&entries).await {
-                tracing::warn!(error = %e, "cache write failed; the database stays authoritative");
-            }
+            let written = cache.set_many(&entries).await;
+            self.cache_outcome(written, "write");
         }
 
         metrics::counter!(m::UPDATES_IN).increment(updates.len() as u64);

@@ -209,6 +209,8 @@ async fn apply_stage(
             dead = parsed.poison.len(),
             "batch committed"
         );
+        ex.done
+            .fetch_add(parsed.messages as u64, std::sync::atomic::Ordering::Relaxed);
         if acks.send(parsed.offsets).await.is_err() {
             return;
         }
