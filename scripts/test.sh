@@ -138,7 +138,11 @@ deploy_check() {
     fi
     if command -v promtool >/dev/null; then
         promtool check config deploy/prometheus/prometheus.yml || rc=1
+        promtool check rules deploy/prometheus/alerts.yml || rc=1
+        promtool test rules deploy/prometheus/alerts_test.yml || rc=1
     fi
+    # Dashboards and alert rules against the metrics the code emits (stdlib python3 only).
+    python3 scripts/check_dashboards.py || rc=1
     if command -v shellcheck >/dev/null; then
         if shellcheck scripts/*.sh .ci/run; then echo "scripts: shellcheck clean"; else rc=1; fi
     fi

@@ -88,8 +88,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logging and tracing settings.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Logging and tracing settings (`Debug` masks secrets in the endpoint).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// `tracing` filter directive, e.g. `info` or `info,tributary_bus=debug`.
@@ -102,6 +102,20 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// The `service.name` resource of exported traces.
     pub service_name: String,
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("log_filter", &self.log_filter)
+            .field("log_format", &self.log_format)
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(crate::url::redact),
+            )
+            .field("service_name", &self.service_name)
+            .finish()
+    }
 }
 
 impl Default for TelemetryConfig {

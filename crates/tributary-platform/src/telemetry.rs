@@ -101,7 +101,7 @@ pub fn init(cfg: &TelemetryConfig, extra: Vec<BoxLayer>) -> Result<TelemetryGuar
             .with_endpoint(endpoint.clone())
             .build()
             .map_err(|e| TelemetryError::Otlp {
-                endpoint: endpoint.clone(),
+                endpoint: crate::url::redact(endpoint),
                 reason: e.to_string(),
             })?;
         let resource = opentelemetry_sdk::Resource::builder()

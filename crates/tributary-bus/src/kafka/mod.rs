@@ -48,10 +48,7 @@ impl std::fmt::Debug for KafkaConfig {
         let options: BTreeMap<&str, &str> = self
             .options
             .iter()
-            .map(|(k, v)| {
-                let secret = k.contains("password") || k.contains("secret") || k.contains("key");
-                (k.as_str(), if secret { "***" } else { v.as_str() })
-            })
+            .map(|(k, v)| (k.as_str(), tributary_platform::url::redact_value(k, v)))
             .collect();
         f.debug_struct("KafkaConfig")
             .field("replication_factor", &self.replication_factor)
