@@ -134,9 +134,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let app = router(readiness, version);
     let task = tokio::spawn(async move {
-        let res = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let res = crate::serve::serve(listener, app, "admin", shutdown).await;
         if let Err(e) = res {
             tracing::error!(error = %e, "admin server stopped with an error");
         }

@@ -75,6 +75,27 @@ impl Default for AdminConfig {
     }
 }
 
+/// Connection limits of every HTTP server (`[server]`; see
+/// [`crate::serve`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// A client must send a request's whole header within this, ms, or its
+    /// connection is closed.
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once per listener; more wait in the backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            max_connections: 1024,
+        }
+    }
+}
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod auth;
 pub mod config;
 pub mod health;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 pub mod url;

@@ -274,10 +274,14 @@ pub async fn serve(
     if let Some(addr) = local {
         tributary_platform::auth::current().check_bind(service, addr)?;
     }
-    axum::serve(listener, layered_at(router, service, limits, local))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-        .with_context(|| format!("{service} HTTP server"))
+    tributary_platform::serve::serve(
+        listener,
+        layered_at(router, service, limits, local),
+        service,
+        shutdown,
+    )
+    .await
+    .with_context(|| format!("{service} HTTP server"))
 }
 
 #[cfg(test)]

@@ -40,6 +40,8 @@ pub struct PlatformSettings {
     pub admin: AdminConfig,
     /// Who may call the APIs: bearer tokens with roles, accepted hosts.
     pub auth: tributary_platform::auth::AuthSettings,
+    /// Connection limits of every HTTP server (header read timeout, cap).
+    pub server: tributary_platform::config::ServerConfig,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
     /// Shipping of the process's log records to the audit topic.
@@ -61,6 +63,7 @@ impl Default for PlatformSettings {
             environment: "dev".into(),
             admin: AdminConfig::default(),
             auth: tributary_platform::auth::AuthSettings::default(),
+            server: tributary_platform::config::ServerConfig::default(),
             telemetry: TelemetryConfig::default(),
             audit: crate::audit::AuditSettings::default(),
             bus: BusConfig::default(),

@@ -157,6 +157,7 @@ async fn serve(
     let auth =
         tributary_platform::auth::Auth::from_settings(&settings.auth).context("load [auth]")?;
     tributary_platform::auth::install(auth);
+    tributary_platform::serve::install(settings.server.clone());
     let _ = telemetry::prometheus();
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let ctx = Arc::new(Context::new(settings, shutdown::on_signals()));
