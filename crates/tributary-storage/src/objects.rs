@@ -390,6 +390,24 @@ impl Objects {
         }
     }
 
+    /// Moves the object at `from` to `to`, replacing any object there
+    /// (readers of `to` see the old object or the whole new one). On S3 this
+    /// is a server-side copy then a delete of `from`; on a directory a file
+    /// rename.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `from` is missing, [`Error::InvalidKey`],
+    /// [`Error::Objects`]; on error `to` is unchanged (on S3 `from` may
+    /// remain after a failed delete; removing it again is idempotent).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        let src = self.key_path(from)?;
+        let dst = self.key_path(to)?;
+        self.store
+            .rename(&src, &dst)
+            .await
+            .map_err(|e| map_err(e, from))
+    }
+
     /// Lists at most one page under the prefix to prove the store answers
     /// and the bucket is accessible.
     ///

@@ -187,6 +187,22 @@ async fn readiness_answers(store: Objects) {
     assert!(listed.is_empty());
 }
 
+async fn rename_moves_and_replaces(store: Objects) {
+    // Proves: rename moves an object (the source is gone), replaces an existing target, and a missing source is NotFound.
+    store.put("tmp/a", b"new".to_vec()).await.unwrap();
+    store.put("final/b", b"old".to_vec()).await.unwrap();
+    store.rename("tmp/a", "final/b").await.unwrap();
+    assert_eq!(&store.get("final/b").await.unwrap()[..], b"new");
+    assert!(matches!(
+        store.get("tmp/a").await,
+        Err(Error::NotFound { .. })
+    ));
+    store.rename("final/b", "other/dir/c").await.unwrap();
+    assert_eq!(&store.get("other/dir/c").await.unwrap()[..], b"new");
+    let err = store.rename("tmp/missing", "final/x").await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
 macro_rules! run_on {
     ($adapter:ident: $($scenario:ident),+ $(,)?) => {
         mod $adapter {
@@ -202,8 +218,8 @@ macro_rules! run_on {
     };
 }
 
-run_on!(local: put_get_list_delete, large_object_multipart, failed_stream_stores_nothing, prefixes_isolate, bad_keys_are_rejected, readiness_answers);
-run_on!(s3: put_get_list_delete, large_object_multipart, failed_stream_stores_nothing, prefixes_isolate, bad_keys_are_rejected, readiness_answers);
+run_on!(local: put_get_list_delete, large_object_multipart, failed_stream_stores_nothing, prefixes_isolate, bad_keys_are_rejected, readiness_answers, rename_moves_and_replaces);
+run_on!(s3: put_get_list_delete, large_object_multipart, failed_stream_stores_nothing, prefixes_isolate, bad_keys_are_rejected, readiness_answers, rename_moves_and_replaces);
 
 #[test]
 fn unknown_scheme_and_secrets_stay_hidden() {

@@ -220,6 +220,8 @@ async fn feed(
 async fn raw_passthrough(kafka: &str, input: &str, n: u64) -> anyhow::Result<Run> {
     let brokers = tributary_bus::kafka::parse_brokers(kafka)?;
     let output = unique("bench-docs-raw-out");
+    let bus = tributary_bus::connect(kafka, &BusConfig::default()).await?;
+    bus.create_topic(&output, 3).await?;
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)
         .set("group.id", unique("bench-docs-raw"))

@@ -10,6 +10,7 @@ pub fn all() -> Vec<System> {
         tributary_logistics::system(),
         tributary_chat::system(),
         tributary_documents::system(),
+        tributary_imports::system(),
     ]
 }
 
