@@ -295,15 +295,67 @@ async fn feed(bus_url: &str, input: &str, partitions: i32, stream: &[Document]) 
     bus.flush(Duration::from_secs(30)).await.unwrap();
 }
 
-/// Waits until the table equals `want` and the outbox is empty.
+/// A generated stream already on its own new input topic.
+struct Fed {
+    input: String,
+    updates: usize,
+    want: BTreeMap<String, Document>,
+}
+
+/// Generates `updates` shuffled updates (20% duplicates) over `urls` from
+/// `seed`, writes them to a new unique topic of `partitions` on `bus_url`
+/// and returns it with the reference merge.
+async fn fed_stream(bus_url: &str, partitions: i32, seed: u64, urls: usize, updates: usize) -> Fed {
+    let stream = generate_updates(
+        seed,
+        &GenParams {
+            urls,
+            updates,
+            duplicates: 0.2,
+            shuffle: true,
+        },
+    )
+    .unwrap();
+    let input = tributary_testkit::unique("doc-in");
+    feed(bus_url, &input, partitions, &stream).await;
+    Fed {
+        input,
+        updates: stream.len(),
+        want: reference_merge(stream.iter().cloned()),
+    }
+}
+
+/// The settings every spawned executor of these tests gets: its backends,
+/// data directory, input topic and batch size; audit off.
+fn executor_env<'a>(
+    sql: &'a str,
+    bus: &'a str,
+    data: &'a str,
+    input: &'a str,
+    batch_max: &'a str,
+) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("TRIBUTARY__SQL__URL", sql),
+        ("TRIBUTARY__BUS__URL", bus),
+        ("TRIBUTARY__DATA_DIR", data),
+        ("TRIBUTARY__AUDIT__ENABLED", "false"),
+        ("TRIBUTARY__DOCS__INPUT_TOPIC", input),
+        ("TRIBUTARY__DOCS__BATCH_MAX", batch_max),
+    ]
+}
+
+/// Waits until the table equals `want` and, when a relay runs (`relayed`),
+/// the outbox is empty.
 async fn wait_state(
     store: &tributary_documents::store::DocStore,
     want: &BTreeMap<String, Document>,
     procs: &[&Tributary],
+    relayed: bool,
 ) {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        if store.outbox().pending().await.unwrap() == 0 && table(store).await == *want {
+        let drained = !relayed || store.outbox().pending().await.unwrap() == 0;
+        if drained && table(store).await == *want {
             return;
         }
         let logs: Vec<String> = procs.iter().map(|t| t.log_text()).collect();
@@ -359,34 +411,15 @@ async fn executor_killed_mid_stream(
     regroup: bool,
     patience: Duration,
 ) {
-    let input = tributary_testkit::unique("doc-in");
     let output = tributary_testkit::unique("doc-out");
     let group = tributary_testkit::unique("doc-group");
-    let stream = generate_updates(
-        21,
-        &GenParams {
-            urls: 2000,
-            updates: 20_000,
-            duplicates: 0.2,
-            shuffle: true,
-        },
-    )
-    .unwrap();
-    let want = reference_merge(stream.iter().cloned());
-    feed(&bus_url, &input, 3, &stream).await;
+    let Fed { input, want, .. } = fed_stream(&bus_url, 3, 21, 2000, 20_000).await;
     let store = store_of(&sql).await;
     let data = dir.to_string_lossy().into_owned();
-    let env = [
-        ("TRIBUTARY__SQL__URL", sql.as_str()),
-        ("TRIBUTARY__BUS__URL", bus_url.as_str()),
-        ("TRIBUTARY__DATA_DIR", data.as_str()),
-        ("TRIBUTARY__AUDIT__ENABLED", "false"),
-        ("TRIBUTARY__DOCS__INPUT_TOPIC", input.as_str()),
-        ("TRIBUTARY__DOCS__RELAY__TOPIC", output.as_str()),
-        ("TRIBUTARY__DOCS__GROUP", group.as_str()),
-        // Small batches, so the kill lands between commits.
-        ("TRIBUTARY__DOCS__BATCH_MAX", "20"),
-    ];
+    // Small batches, so the kill lands between commits.
+    let mut env = executor_env(&sql, &bus_url, &data, &input, "20");
+    env.push(("TRIBUTARY__DOCS__RELAY__TOPIC", output.as_str()));
+    env.push(("TRIBUTARY__DOCS__GROUP", group.as_str()));
     let args = ["serve", "docs-executor", "docs-outbox"];
     let mut t = Tributary::start(bin(), &args, &env, &dir.join("executor.log"));
     t.wait_ready(Duration::from_secs(90));
@@ -401,14 +434,14 @@ async fn executor_killed_mid_stream(
     assert_ne!(at_kill, want, "the kill must land mid-stream");
     if regroup {
         let group2 = tributary_testkit::unique("doc-group");
-        let mut env2 = env.to_vec();
+        let mut env2 = env.clone();
         env2.push(("TRIBUTARY__DOCS__GROUP", group2.as_str()));
         t = Tributary::start(bin(), &args, &env2, &dir.join("executor.log"));
     } else {
         t.restart();
     }
     t.wait_ready(Duration::from_secs(90));
-    wait_state(&store, &want, &[&t]).await;
+    wait_state(&store, &want, &[&t], true).await;
     let st = t.stop(Duration::from_secs(30));
     assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
     // Every committed change reached the output topic, even those whose relay send the kill
@@ -463,34 +496,16 @@ async fn two_replicas_rebalance_postgres_kafka() {
     };
     let dir = tributary_testkit::temp_dir();
     let sql = fresh_postgres_db(&pg).await.unwrap();
-    let input = tributary_testkit::unique("doc-in");
     let output = tributary_testkit::unique("doc-out");
     let group = tributary_testkit::unique("doc-group");
-    let stream = generate_updates(
-        33,
-        &GenParams {
-            urls: 4000,
-            updates: 40_000,
-            duplicates: 0.2,
-            shuffle: true,
-        },
-    )
-    .unwrap();
-    let want = reference_merge(stream.iter().cloned());
-    feed(&kafka, &input, 4, &stream).await;
+    let fed = fed_stream(&kafka, 4, 33, 4000, 40_000).await;
+    let want = &fed.want;
     let store = store_of(&sql).await;
     let data = dir.path().to_string_lossy().into_owned();
-    let env = [
-        ("TRIBUTARY__SQL__URL", sql.as_str()),
-        ("TRIBUTARY__BUS__URL", kafka.as_str()),
-        ("TRIBUTARY__DATA_DIR", data.as_str()),
-        ("TRIBUTARY__AUDIT__ENABLED", "false"),
-        ("TRIBUTARY__DOCS__INPUT_TOPIC", input.as_str()),
-        ("TRIBUTARY__DOCS__RELAY__TOPIC", output.as_str()),
-        ("TRIBUTARY__DOCS__GROUP", group.as_str()),
-        // Small batches: the stream lasts long enough for two rebalances.
-        ("TRIBUTARY__DOCS__BATCH_MAX", "10"),
-    ];
+    // Small batches: the stream lasts long enough for two rebalances.
+    let mut env = executor_env(&sql, &kafka, &data, &fed.input, "10");
+    env.push(("TRIBUTARY__DOCS__RELAY__TOPIC", output.as_str()));
+    env.push(("TRIBUTARY__DOCS__GROUP", group.as_str()));
     let args = ["serve", "docs-executor", "docs-outbox"];
     let mut a = Tributary::start(bin(), &args, &env, &dir.path().join("a.log"));
     a.wait_ready(Duration::from_secs(90));
@@ -517,7 +532,7 @@ async fn two_replicas_rebalance_postgres_kafka() {
     }
     let a_in = counter(&a, "tributary_docs_updates_in_total");
     assert!(
-        (a_in as usize) < stream.len(),
+        (a_in as usize) < fed.updates,
         "the stream must still be running when B joins"
     );
     let st = a.stop(Duration::from_secs(60));
@@ -526,7 +541,7 @@ async fn two_replicas_rebalance_postgres_kafka() {
         "A's exit after SIGTERM: {st}\n{}",
         a.log_text()
     );
-    wait_state(&store, &want, &[&b]).await;
+    wait_state(&store, want, &[&b], true).await;
     let b_in = counter(&b, "tributary_docs_updates_in_total");
     let st = b.stop(Duration::from_secs(60));
     assert!(
@@ -534,7 +549,7 @@ async fn two_replicas_rebalance_postgres_kafka() {
         "B's exit after SIGTERM: {st}\n{}",
         b.log_text()
     );
-    let (records, urls) = check_output(&kafka, &output, Duration::from_secs(90), &want).await;
+    let (records, urls) = check_output(&kafka, &output, Duration::from_secs(90), want).await;
     eprintln!(
         "rebalance: A merged {a_in} updates before leaving, B {b_in}; \
          {records} output records for {urls} urls; final state equal"
@@ -606,31 +621,12 @@ async fn redis_flushed_and_stopped_mid_stream() {
     let port = tributary_testkit::spawn::free_port();
     let mut redis = OwnRedis::start(port);
     let cache_url = format!("redis://127.0.0.1:{port}");
-    let input = tributary_testkit::unique("doc-in");
-    let stream = generate_updates(
-        44,
-        &GenParams {
-            urls: 2000,
-            updates: 30_000,
-            duplicates: 0.2,
-            shuffle: true,
-        },
-    )
-    .unwrap();
-    let want = reference_merge(stream.iter().cloned());
-    feed(&bus_url, &input, 3, &stream).await;
+    let fed = fed_stream(&bus_url, 3, 44, 2000, 30_000).await;
     let store = store_of(&sql).await;
     let data = dir.path().to_string_lossy().into_owned();
-    let env = [
-        ("TRIBUTARY__SQL__URL", sql.as_str()),
-        ("TRIBUTARY__BUS__URL", bus_url.as_str()),
-        ("TRIBUTARY__CACHE__URL", cache_url.as_str()),
-        ("TRIBUTARY__DOCS__CACHE_RETRY_MS", "300"),
-        ("TRIBUTARY__DATA_DIR", data.as_str()),
-        ("TRIBUTARY__AUDIT__ENABLED", "false"),
-        ("TRIBUTARY__DOCS__INPUT_TOPIC", input.as_str()),
-        ("TRIBUTARY__DOCS__BATCH_MAX", "10"),
-    ];
+    let mut env = executor_env(&sql, &bus_url, &data, &fed.input, "10");
+    env.push(("TRIBUTARY__CACHE__URL", cache_url.as_str()));
+    env.push(("TRIBUTARY__DOCS__CACHE_RETRY_MS", "300"));
     let mut t = Tributary::start(
         bin(),
         &["serve", "docs-executor"],
@@ -655,11 +651,11 @@ async fn redis_flushed_and_stopped_mid_stream() {
         "no hits while Redis is down"
     );
     assert!(
-        n + 6000.0 < stream.len() as f64,
+        n + 6000.0 < fed.updates as f64,
         "the stream must outlast the outage by far"
     );
     let redis = OwnRedis::start(port);
-    wait_state_no_relay(&store, &want, &t).await;
+    wait_state(&store, &fed.want, &[&t], false).await;
     let hits_end = counter(&t, "tributary_docs_cache_hits_total");
     assert!(
         hits_end > hits_down,
@@ -700,22 +696,5 @@ async fn progress(t: &Tributary, at: f64) -> f64 {
             t.log_text()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Waits until the table equals `want` (no relay runs: the outbox keeps its rows).
-async fn wait_state_no_relay(
-    store: &tributary_documents::store::DocStore,
-    want: &BTreeMap<String, Document>,
-    t: &Tributary,
-) {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while table(store).await != *want {
-        assert!(
-            Instant::now() < deadline,
-            "not merged in time\n{}",
-            t.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
