@@ -1,6 +1,8 @@
 //! The outbox's write side on both dialects: many events written in one
 //! transaction (several statements' worth) come back from `claim` complete,
-//! in the order written, and a rolled-back transaction leaves nothing.
+//! in the order written, and a rolled-back transaction leaves nothing; a
+//! claim never takes a key's later event while its earlier one is
+//! row-locked by another writer (the cleaner's release, a heartbeat).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -90,4 +92,70 @@ async fn batch_enqueue_keeps_order_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_enqueue_keeps_order_postgres() {
     scenario(Sql::Postgres).await;
+}
+
+/// A claim that meets the head event of a key row-locked by another
+/// writer (here a no-op update held open for 300 ms, as the cleaner's
+/// release holds it) must wait for it, not skip it and take the key's
+/// next event alone: that sent a package's update before its create
+/// (CI, broker away on PostgreSQL + Kafka, with `FOR UPDATE SKIP LOCKED`).
+async fn head_locked(kind: Sql) {
+    let Some(db) = TestDb::open(kind).await else {
+        return;
+    };
+    let store = OutboxStore::new(db.db.clone(), "t");
+    store.migrate().await.unwrap();
+    let rows: Vec<(Vec<u8>, String, Vec<u8>)> = (0..2u8)
+        .map(|i| (b"pkg-16".to_vec(), "E".into(), vec![i]))
+        .collect();
+    write(&db, &rows, true).await;
+    let update = "UPDATE tributary_outbox SET attempts = attempts \
+                  WHERE id = (SELECT min(id) FROM tributary_outbox WHERE namespace = 't')";
+    let hold = Duration::from_millis(300);
+    let claim = {
+        let store = store.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            store
+                .claim("me", Duration::from_secs(30), 10)
+                .await
+                .unwrap()
+        }
+    };
+    let claimed = match db.db.pool() {
+        Pool::Pg(pool) => {
+            let mut tx = pool.begin_write().await.unwrap();
+            sqlx::query(update).execute(&mut *tx).await.unwrap();
+            let commit = async {
+                tokio::time::sleep(hold).await;
+                tx.commit().await.unwrap();
+            };
+            tokio::join!(claim, commit).0
+        }
+        Pool::Lite(pool) => {
+            let mut tx = pool.begin_write().await.unwrap();
+            sqlx::query(update).execute(&mut *tx).await.unwrap();
+            let commit = async {
+                tokio::time::sleep(hold).await;
+                tx.commit().await.unwrap();
+            };
+            tokio::join!(claim, commit).0
+        }
+    };
+    let payloads: Vec<Vec<u8>> = claimed.iter().map(|e| e.payload.clone()).collect();
+    assert_eq!(
+        payloads,
+        vec![vec![0], vec![1]],
+        "the key's events from its head, in order, once the head's lock is gone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_waits_for_a_locked_head_sqlite() {
+    head_locked(Sql::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_waits_for_a_locked_head_postgres() {
+    head_locked(Sql::Postgres).await;
 }
