@@ -1,22 +1,31 @@
-//! Shop streams, pure domain part: the wire records of the shop system
-//! (products, search prompts, recommendations), the live product-name
-//! filter, the join key, the event-time stream-stream join of prompts with
-//! filtered products, and the deterministic store emulator.
-//!
-//! Nothing here does I/O or reads a clock: services pass records, event
-//! times and watermarks in, and persist what the join hands back.
+//! Shop streams (`tributary shop ...`): emulated stores publish products,
+//! a live name filter (set through the API, kept on a control topic) lets
+//! some through, users' search prompts are joined with the filtered
+//! products on the normalised name within a window on event time, and a
+//! sink upserts products and recommendations into tables.
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | `domain::product` | `Product` and its parts, `Recommendation`, parsing with field-naming errors |
-//! | `domain::prompt` | `Prompt` (a user's search) and its parser |
-//! | `domain::filter` | `FilterSpec` (the control-topic value) and the compiled `Filter` |
-//! | `domain::join` | `JoinKey` normalisation and the `JoinState` machine with its changelog |
-//! | `domain::emulator` | `SplitMix64` and the seeded `Emulator` of stores |
+//! | [`domain`] | pure: products, prompts, recommendations, the filter, the join state machine, the emulator |
+//! | [`pipeline`] | the services' work: control-topic follower, filter, join, sink, emulator |
+//! | [`store`] | the tables (products, filtered products, recommendations, join state) |
+//! | [`api`] | `shop-api`: REST (ingest, filter control, reads) |
+//! | [`cli`] | `tributary shop find/send/emulate/filter/recommendations/products/stats` |
+//! | [`settings`] | the `[shop]` section |
+//! | [`metrics`] | Prometheus names |
+//! | [`system`] | the contract: [`system()`] |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod cli;
 pub mod domain;
+pub mod metrics;
+pub mod pipeline;
+pub mod settings;
+pub mod store;
+pub mod system;
 
 pub use domain::{Error, Result};
+pub use system::system;

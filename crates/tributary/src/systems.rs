@@ -11,6 +11,7 @@ pub fn all() -> Vec<System> {
         tributary_chat::system(),
         tributary_documents::system(),
         tributary_imports::system(),
+        tributary_shop::system(),
     ]
 }
 

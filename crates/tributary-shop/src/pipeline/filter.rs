@@ -1,0 +1,101 @@
+//! `shop-filter`: `shop_products` -> the live filter -> passing products
+//! to `analytic_products_filtered`, byte for byte, keyed by `product_id`,
+//! with the original event time in a header. A record that is not a
+//! product is dead-lettered to `shop_products.dlq`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tributary_bus::runner::{Handler, HandlerError};
+use tributary_bus::{Bus, Message, Record};
+
+use super::control::ControlView;
+use super::{count_in, count_out, event_time, reject, retry, ConsumerHealth, EVENT_TIME_HEADER};
+use crate::domain::Product;
+use crate::metrics as m;
+
+/// Service name (metrics label).
+pub const SERVICE: &str = "shop-filter";
+
+/// The filter's record handler.
+pub struct FilterHandler {
+    bus: Bus,
+    output: String,
+    view: ControlView,
+    health: ConsumerHealth,
+    passed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl std::fmt::Debug for FilterHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FilterHandler")
+            .field("bus", &self.bus.describe())
+            .field("output", &self.output)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FilterHandler {
+    /// A handler writing to `output`, matching with the filter of `view`.
+    pub fn new(bus: Bus, output: String, view: ControlView, health: ConsumerHealth) -> Self {
+        Self {
+            bus,
+            output,
+            view,
+            health,
+            passed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    fn ratio(&self) {
+        let p = self.passed.load(Ordering::Relaxed) as f64;
+        let d = self.dropped.load(Ordering::Relaxed) as f64;
+        if p + d > 0.0 {
+            metrics::gauge!(m::FILTER_PASS_RATIO).set(p / (p + d));
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Handler for FilterHandler {
+    async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        count_in(SERVICE);
+        let product = Product::parse(&msg.value).map_err(|e| reject(SERVICE, "product", e))?;
+        // The filter is chosen and the offset recorded under one lock, so a
+        // replica's ack names exactly the first record a new filter applies to.
+        let filter = self.view.with(|c| {
+            c.next_offsets.insert(msg.partition, msg.offset + 1);
+            c.filter.clone()
+        });
+        if !filter.passes(&product) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!(m::FILTER_DROPPED).increment(1);
+            self.ratio();
+            return Ok(());
+        }
+        let mut record = Record {
+            topic: self.output.clone(),
+            key: Some(product.product_id.clone().into_bytes().into()),
+            value: msg.value.clone(),
+            headers: msg
+                .headers
+                .iter()
+                .filter(|(n, _)| n != EVENT_TIME_HEADER)
+                .cloned()
+                .collect(),
+        };
+        record = record.header(EVENT_TIME_HEADER, event_time(msg).to_string());
+        let sent = self
+            .bus
+            .send(record)
+            .await
+            .map_err(|e| retry("produce to the filtered topic", e));
+        self.health.track(sent)?;
+        self.passed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(m::FILTER_PASSED).increment(1);
+        count_out(SERVICE, 1);
+        self.ratio();
+        Ok(())
+    }
+}

@@ -1,0 +1,315 @@
+//! The shop system's contract: settings section `[shop]`, services
+//! `shop-emulator`, `shop-filter`, `shop-api`, `shop-recommendations` and
+//! `shop-sink`, CLI `tributary shop`, its topics and its migrations
+//! (namespace `shop`).
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tributary_bus::runner::RunnerConfig;
+use tributary_platform::Started;
+use tributary_runtime::http::{self, HttpLimits};
+use tributary_runtime::{Context, Service, SettingsSection, System, SystemCli, TopicSpec};
+
+use crate::api::{self, ApiState};
+use crate::pipeline::control::{replica_id, ControlView, Follower};
+use crate::pipeline::filter::FilterHandler;
+use crate::pipeline::join::JoinHandler;
+use crate::pipeline::sink::SinkHandler;
+use crate::pipeline::{ensure_topics, ConsumerHealth};
+use crate::settings::ShopSettings;
+use crate::store::ShopStore;
+
+/// The shop system.
+pub fn system() -> System {
+    System {
+        name: "shop",
+        about: "shop streams: product emulator, live filter, search prompts, windowed recommendations, sink",
+        settings: SettingsSection::of::<ShopSettings>(),
+        services: vec![
+            Arc::new(EmulatorService),
+            Arc::new(FilterService),
+            Arc::new(ApiService),
+            Arc::new(JoinService),
+            Arc::new(SinkService),
+        ],
+        cli: Some(SystemCli::new(cli)),
+        topics: &[
+            TopicSpec {
+                name: crate::settings::PRODUCTS_TOPIC,
+                about: "products (key = product_id), from shop-emulator and the ingest route; poison to shop_products.dlq",
+            },
+            TopicSpec {
+                name: crate::settings::FILTERED_TOPIC,
+                about: "products that pass the live filter (key = product_id, event time in shop.event_time_ms), from shop-filter",
+            },
+            TopicSpec {
+                name: crate::settings::PROMPTS_TOPIC,
+                about: "search prompts {id, user_id, find} (key = id), from the ingest route; poison to analytic_products_find.dlq",
+            },
+            TopicSpec {
+                name: crate::settings::RECOMMENDATIONS_TOPIC,
+                about: "recommendations {prompt_id, user_id, find, product, matched_at} (key = prompt id, idempotent key in shop.key), from shop-recommendations",
+            },
+            TopicSpec {
+                name: crate::settings::CONTROL_TOPIC,
+                about: "the filter (key `filter`), replica reports (`ack/...`) and start markers (`sync/...`); one partition, read from the start",
+            },
+        ],
+        migrations: Some(crate::store::MIGRATIONS),
+    }
+}
+
+async fn cli(cmd: crate::cli::Command, ctx: Arc<Context>) -> anyhow::Result<()> {
+    let listen = ctx.section::<ShopSettings>().http_listen;
+    crate::cli::run(cmd, format!("http://{listen}")).await
+}
+
+async fn open_store(ctx: &Context) -> anyhow::Result<ShopStore> {
+    ShopStore::open(&ctx.db().await?)
+        .await
+        .context("migrate the shop tables")
+}
+
+fn runner(s: &ShopSettings, group: &str, topics: &[&str]) -> RunnerConfig {
+    let mut cfg = RunnerConfig::new(group.to_owned(), topics);
+    cfg.backoff = s.backoff();
+    cfg
+}
+
+struct EmulatorService;
+
+#[async_trait::async_trait]
+impl Service for EmulatorService {
+    fn name(&self) -> &'static str {
+        "shop-emulator"
+    }
+    fn about(&self) -> &'static str {
+        "shop emulator: generated products to shop_products at shop.emulator_rate per second"
+    }
+    async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
+        let s = ctx.section::<ShopSettings>();
+        let bus = ctx.bus().await?;
+        if !ensure_topics(&bus, &[(&s.products_topic, s.partitions)], &ctx.shutdown).await {
+            return Ok(());
+        }
+        started.ready();
+        crate::pipeline::emulator::run(
+            bus,
+            s.products_topic.clone(),
+            s.emulator_rate,
+            s.emulator_count,
+            s.emulator_seed,
+            ctx.shutdown.clone(),
+        )
+        .await;
+        Ok(())
+    }
+}
+
+struct FilterService;
+
+#[async_trait::async_trait]
+impl Service for FilterService {
+    fn name(&self) -> &'static str {
+        "shop-filter"
+    }
+    fn about(&self) -> &'static str {
+        "shop filter: shop_products -> live name filter (control topic) -> analytic_products_filtered"
+    }
+    async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
+        let s = ctx.section::<ShopSettings>();
+        let bus = ctx.bus().await?;
+        let topics = [
+            (s.products_topic.as_str(), s.partitions),
+            (s.filtered_topic.as_str(), s.partitions),
+        ];
+        if !ensure_topics(&bus, &topics, &ctx.shutdown).await {
+            return Ok(());
+        }
+        let view = ControlView::default();
+        Follower {
+            bus: bus.clone(),
+            topic: s.control_topic.clone(),
+            replica: replica_id(),
+            ack: true,
+            view: view.clone(),
+        }
+        .start(ctx.shutdown.clone())
+        .await?;
+        let health = ConsumerHealth::new("shop filter");
+        ctx.readiness.register(Arc::new(health.clone()));
+        let handler = Arc::new(FilterHandler::new(
+            bus.clone(),
+            s.filtered_topic.clone(),
+            view,
+            health,
+        ));
+        started.ready();
+        tributary_bus::runner::run(
+            bus,
+            runner(&s, &s.filter_group, &[s.products_topic.as_str()]),
+            handler,
+            ctx.shutdown.clone(),
+        )
+        .await
+        .context("shop filter")
+    }
+}
+
+struct ApiService;
+
+#[async_trait::async_trait]
+impl Service for ApiService {
+    fn name(&self) -> &'static str {
+        "shop-api"
+    }
+    fn about(&self) -> &'static str {
+        "shop REST API: NDJSON ingest of products and prompts, filter control, products, recommendations (+ /openapi.json)"
+    }
+    fn listens(&self) -> &'static [&'static str] {
+        &["shop.http_listen"]
+    }
+    async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
+        let settings = ctx.section::<ShopSettings>();
+        let store = open_store(&ctx).await?;
+        let bus = ctx.bus().await?;
+        let topics = [
+            (settings.products_topic.as_str(), settings.partitions),
+            (settings.prompts_topic.as_str(), settings.partitions),
+        ];
+        if !ensure_topics(&bus, &topics, &ctx.shutdown).await {
+            return Ok(());
+        }
+        let control = ControlView::default();
+        Follower {
+            bus: bus.clone(),
+            topic: settings.control_topic.clone(),
+            replica: format!("api-{}", replica_id()),
+            ack: false,
+            view: control.clone(),
+        }
+        .start(ctx.shutdown.clone())
+        .await?;
+        let listener = http::bind(settings.http_listen, "shop API").await?;
+        let addr = listener.local_addr().context("shop API address")?;
+        started.listening(addr);
+        started.ready();
+        tracing::info!(api = %format!("http://{addr}"), "shop API listening");
+        let router = api::router(ApiState {
+            store,
+            bus,
+            settings,
+            control,
+        })
+        .layer(tributary_runtime::scope::RequestScopeLayer::new(false));
+        http::serve(
+            listener,
+            router,
+            "shop-api",
+            HttpLimits::default(),
+            ctx.shutdown.clone(),
+        )
+        .await
+    }
+}
+
+struct JoinService;
+
+#[async_trait::async_trait]
+impl Service for JoinService {
+    fn name(&self) -> &'static str {
+        "shop-recommendations"
+    }
+    fn about(&self) -> &'static str {
+        "shop recommendations: prompts x filtered products on the normalised name within the window -> personal_recom (state in SQL)"
+    }
+    async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
+        let s = ctx.section::<ShopSettings>();
+        let store = open_store(&ctx).await?;
+        let bus = ctx.bus().await?;
+        let topics = [
+            (s.prompts_topic.as_str(), s.partitions),
+            (s.filtered_topic.as_str(), s.partitions),
+            (s.recommendations_topic.as_str(), s.partitions),
+        ];
+        if !ensure_topics(&bus, &topics, &ctx.shutdown).await {
+            return Ok(());
+        }
+        let health = ConsumerHealth::new("shop recommendations");
+        ctx.readiness.register(Arc::new(health.clone()));
+        let handler = JoinHandler::open(
+            store,
+            bus.clone(),
+            s.prompts_topic.clone(),
+            s.recommendations_topic.clone(),
+            s.join(),
+            health,
+        )
+        .await
+        .context("restore the join state")?;
+        started.ready();
+        tributary_bus::runner::run(
+            bus,
+            runner(
+                &s,
+                &s.join_group,
+                &[s.prompts_topic.as_str(), s.filtered_topic.as_str()],
+            ),
+            Arc::new(handler),
+            ctx.shutdown.clone(),
+        )
+        .await
+        .context("shop recommendations")
+    }
+}
+
+struct SinkService;
+
+#[async_trait::async_trait]
+impl Service for SinkService {
+    fn name(&self) -> &'static str {
+        "shop-sink"
+    }
+    fn about(&self) -> &'static str {
+        "shop sink: products, filtered products and recommendations upserted into their tables"
+    }
+    async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
+        let s = ctx.section::<ShopSettings>();
+        let store = open_store(&ctx).await?;
+        let bus = ctx.bus().await?;
+        let topics = [
+            (s.products_topic.as_str(), s.partitions),
+            (s.filtered_topic.as_str(), s.partitions),
+            (s.recommendations_topic.as_str(), s.partitions),
+        ];
+        if !ensure_topics(&bus, &topics, &ctx.shutdown).await {
+            return Ok(());
+        }
+        let health = ConsumerHealth::new("shop sink");
+        ctx.readiness.register(Arc::new(health.clone()));
+        let handler = SinkHandler::new(
+            store,
+            s.products_topic.clone(),
+            s.filtered_topic.clone(),
+            health,
+        );
+        started.ready();
+        tributary_bus::runner::run(
+            bus,
+            runner(
+                &s,
+                &s.sink_group,
+                &[
+                    s.products_topic.as_str(),
+                    s.filtered_topic.as_str(),
+                    s.recommendations_topic.as_str(),
+                ],
+            ),
+            Arc::new(handler),
+            ctx.shutdown.clone(),
+        )
+        .await
+        .context("shop sink")
+    }
+}
