@@ -112,6 +112,38 @@ fn url_without_db(base: &str) -> String {
     format!("{scheme}://{authority}")
 }
 
+/// Reads every record of `topic` on the bus `url` from the start, under a
+/// new group: waits up to `first` for the first record, then until the
+/// topic has been quiet for 5 s (for the embedded bus: after the process
+/// that owned the file has stopped).
+///
+/// # Panics
+/// When the bus cannot be reached or read.
+pub async fn read_topic(
+    url: &str,
+    topic: &str,
+    first: std::time::Duration,
+) -> Vec<tributary_bus::Message> {
+    let bus = tributary_bus::connect(url, &tributary_bus::BusConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("connect to the bus {url}: {e}"));
+    let mut c = bus
+        .subscribe(
+            &unique("reader"),
+            &[topic.to_owned()],
+            tributary_bus::ConsumerOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}"));
+    let mut out = Vec::new();
+    let mut wait = first;
+    while let Ok(m) = tokio::time::timeout(wait, c.recv()).await {
+        out.push(m.unwrap_or_else(|e| panic!("read {topic}: {e}")));
+        wait = std::time::Duration::from_secs(5);
+    }
+    out
+}
+
 /// A fresh temporary directory removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("create temp dir: {e}"))

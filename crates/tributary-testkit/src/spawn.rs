@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A free TCP port on 127.0.0.1 (bound and released; a small race remains).
@@ -29,6 +29,29 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
     let body = out.split("\r\n\r\n").nth(1).unwrap_or_default().to_string();
     Some((status, body))
+}
+
+/// The stdout of a finished client command; panics with its stderr when it failed.
+pub fn stdout_ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The stdout of a finished `--json` client command, one JSON value a line;
+/// panics when it failed or a line is not JSON.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    stdout_ok(out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("not one JSON object a line: {e}: {l}"))
+        })
+        .collect()
 }
 
 /// `tributary` with a clean configuration environment.
@@ -156,6 +179,21 @@ impl Tributary {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         self.child = Some(child);
+    }
+
+    /// The sum of every series of the metric `name` on the process's
+    /// `/metrics` (0 when absent or the process does not answer).
+    pub fn metric(&self, name: &str) -> f64 {
+        let Some((200, body)) = http_get(self.admin, "/metrics") else {
+            return 0.0;
+        };
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.strip_prefix(name))
+            .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            .filter_map(|rest| rest.split_whitespace().last())
+            .filter_map(|v| v.parse::<f64>().ok())
+            .sum()
     }
 
     /// The process id.

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use tributary_bus::{BusConfig, ConsumerOptions, Message};
+use tributary_bus::{BusConfig, Message};
 use tributary_documents::domain::{generate_updates, reference_merge, Document, GenParams};
-use tributary_testkit::spawn::{command, Tributary};
+use tributary_testkit::spawn::{command, stdout_ok as ok, Tributary};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tributary"))
@@ -29,16 +29,6 @@ fn docs_cli(api: SocketAddr, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run tributary docs")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "tributary docs failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn json_line(out: &Output) -> serde_json::Value {
@@ -93,31 +83,6 @@ fn wait_merged(api: SocketAddr, want: &BTreeMap<String, Document>, t: &Tributary
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-/// Reads every record of `topic` on the bus `url` from the start, under a
-/// new group: waits up to `first` for the first record, then until the
-/// topic has been quiet for 5 s (for the embedded bus: after the process
-/// that owned the file has stopped).
-async fn read_all(url: &str, topic: &str, first: Duration) -> Vec<Message> {
-    let bus = tributary_bus::connect(url, &BusConfig::default())
-        .await
-        .unwrap();
-    let mut c = bus
-        .subscribe(
-            &tributary_testkit::unique("docs-reader"),
-            &[topic.to_owned()],
-            ConsumerOptions::default(),
-        )
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let mut wait = first;
-    while let Ok(m) = tokio::time::timeout(wait, c.recv()).await {
-        out.push(m.unwrap());
-        wait = Duration::from_secs(5);
-    }
-    out
 }
 
 fn last_per_url(records: &[Message]) -> BTreeMap<String, Document> {
@@ -239,9 +204,12 @@ async fn up_merges_sent_streams_to_the_reference() {
 
     // The output topic's last value per url is the reference merge; poison was dead-lettered.
     let bus_url = format!("sqlite://{}", data.join("bus.db").display());
-    let out = read_all(&bus_url, "doc-updates-outgoing", Duration::from_secs(3)).await;
+    let out =
+        tributary_testkit::read_topic(&bus_url, "doc-updates-outgoing", Duration::from_secs(3))
+            .await;
     assert_eq!(last_per_url(&out), want, "last output per url");
-    let dead = read_all(&bus_url, "doc-updates-dead", Duration::from_secs(3)).await;
+    let dead =
+        tributary_testkit::read_topic(&bus_url, "doc-updates-dead", Duration::from_secs(3)).await;
     let dead_values: Vec<String> = dead
         .iter()
         .map(|m| String::from_utf8_lossy(&m.value).into_owned())
@@ -368,19 +336,6 @@ async fn wait_state(
     }
 }
 
-/// A counter of the process's `/metrics` (0 when absent).
-fn counter(t: &Tributary, name: &str) -> f64 {
-    let Some((200, body)) = tributary_testkit::spawn::http_get(t.admin, "/metrics") else {
-        return 0.0;
-    };
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.strip_prefix(name))
-        .filter_map(|rest| rest.split_whitespace().last())
-        .filter_map(|v| v.parse::<f64>().ok())
-        .sum()
-}
-
 /// The output topic holds the reference merge as the last value per url;
 /// returns (records, urls) for the log.
 async fn check_output(
@@ -389,7 +344,7 @@ async fn check_output(
     patience: Duration,
     want: &BTreeMap<String, Document>,
 ) -> (usize, usize) {
-    let out = read_all(bus_url, topic, patience).await;
+    let out = tributary_testkit::read_topic(bus_url, topic, patience).await;
     let last = last_per_url(&out);
     assert_eq!(last.len(), want.len(), "urls on the output topic");
     assert!(
@@ -521,7 +476,7 @@ async fn two_replicas_rebalance_postgres_kafka() {
     let mut b = Tributary::start(bin(), &args, &env, &dir.path().join("b.log"));
     b.wait_ready(Duration::from_secs(90));
     let deadline = Instant::now() + Duration::from_secs(120);
-    while counter(&b, "tributary_docs_updates_in_total") < 1.0 {
+    while b.metric("tributary_docs_updates_in_total") < 1.0 {
         assert!(
             Instant::now() < deadline,
             "B got no partition after joining\n{}\n----\n{}",
@@ -530,7 +485,7 @@ async fn two_replicas_rebalance_postgres_kafka() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let a_in = counter(&a, "tributary_docs_updates_in_total");
+    let a_in = a.metric("tributary_docs_updates_in_total");
     assert!(
         (a_in as usize) < fed.updates,
         "the stream must still be running when B joins"
@@ -542,7 +497,7 @@ async fn two_replicas_rebalance_postgres_kafka() {
         a.log_text()
     );
     wait_state(&store, want, &[&b], true).await;
-    let b_in = counter(&b, "tributary_docs_updates_in_total");
+    let b_in = b.metric("tributary_docs_updates_in_total");
     let st = b.stop(Duration::from_secs(60));
     assert!(
         st.success(),
@@ -636,17 +591,17 @@ async fn redis_flushed_and_stopped_mid_stream() {
     t.wait_ready(Duration::from_secs(90));
     progress(&t, 3000.0).await;
     assert!(
-        counter(&t, "tributary_docs_cache_hits_total") > 0.0,
+        t.metric("tributary_docs_cache_hits_total") > 0.0,
         "the cache is used"
     );
     assert_eq!(redis.cli(&["FLUSHALL"]).trim(), "OK");
     let n = progress(&t, 6000.0).await;
     redis.kill9();
     progress(&t, n + 3000.0).await;
-    let hits_down = counter(&t, "tributary_docs_cache_hits_total");
+    let hits_down = t.metric("tributary_docs_cache_hits_total");
     let n = progress(&t, n + 6000.0).await;
     assert_eq!(
-        counter(&t, "tributary_docs_cache_hits_total"),
+        t.metric("tributary_docs_cache_hits_total"),
         hits_down,
         "no hits while Redis is down"
     );
@@ -656,7 +611,7 @@ async fn redis_flushed_and_stopped_mid_stream() {
     );
     let redis = OwnRedis::start(port);
     wait_state(&store, &fed.want, &[&t], false).await;
-    let hits_end = counter(&t, "tributary_docs_cache_hits_total");
+    let hits_end = t.metric("tributary_docs_cache_hits_total");
     assert!(
         hits_end > hits_down,
         "the cache is used again once Redis is back"
@@ -686,7 +641,7 @@ async fn redis_flushed_and_stopped_mid_stream() {
 async fn progress(t: &Tributary, at: f64) -> f64 {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let n = counter(t, "tributary_docs_updates_in_total");
+        let n = t.metric("tributary_docs_updates_in_total");
         if n >= at {
             return n;
         }

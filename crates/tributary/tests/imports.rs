@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tributary_bus::{BusConfig, ConsumerOptions};
 use tributary_imports::store::{CompanyQuery, UploadStore};
-use tributary_testkit::spawn::{command, Tributary};
+use tributary_testkit::spawn::{command, json_lines, stdout_ok as ok, Tributary};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tributary"))
@@ -30,23 +30,6 @@ fn cli(api: SocketAddr, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run tributary imports")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "tributary imports failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json_lines(out: &Output) -> Vec<serde_json::Value> {
-    ok(out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
-        .collect()
 }
 
 /// Valid permalinks -> index of their last record, and the bad records.

@@ -1,0 +1,625 @@
+//! Spawned-binary tests of the shop system, each scenario on the embedded
+//! bus + SQLite and on Kafka + PostgreSQL, driven only through the real
+//! `tributary shop` CLI over the shop REST API:
+//!
+//! - the whole pipeline: products and prompts sent from NDJSON files and
+//!   emulated, filtered by a live filter, joined, and sunk; the tables hold
+//!   exactly the expected products, filtered products and (prompt, product)
+//!   pairs; a bad pattern is refused and the old filter kept; a filter
+//!   change applies to every later product and is still in force after a
+//!   restart; poison products and prompts reach `<topic>.dlq` with the error;
+//! - the join service SIGKILLed mid-stream and restarted: no pair missed,
+//!   none extra (the sink dedupes redeliveries by the idempotent key).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use tributary_shop::domain::{Emulator, Filter, FilterSpec, JoinKey, Product, Prompt};
+use tributary_testkit::spawn::{command, json_lines, stdout_ok, Tributary};
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
+fn shop(api: SocketAddr, args: &[&str]) -> Output {
+    let api = format!("http://{api}");
+    command(bin())
+        .args(["shop", "--api", &api])
+        .args(args)
+        .output()
+        .expect("run tributary shop")
+}
+
+fn shop_json(api: SocketAddr, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut a = args.to_vec();
+    a.push("--json");
+    json_lines(&shop(api, &a))
+}
+
+/// The backends and names of one test: its own topics and groups.
+struct Setup {
+    env: Vec<(String, String)>,
+    products: String,
+    prompts: String,
+    bus: String,
+    patience: Duration,
+}
+
+impl Setup {
+    fn new(sql: &str, bus: &str, dir: &Path, patience: Duration) -> Self {
+        let products = tributary_testkit::unique("shop_products");
+        let prompts = tributary_testkit::unique("shop_find");
+        let mut env: Vec<(String, String)> = [
+            ("TRIBUTARY__SQL__URL", sql.to_owned()),
+            ("TRIBUTARY__BUS__URL", bus.to_owned()),
+            ("TRIBUTARY__DATA_DIR", dir.to_string_lossy().into_owned()),
+            ("TRIBUTARY__AUDIT__ENABLED", "false".to_owned()),
+            ("TRIBUTARY__SHOP__EMULATOR_RATE", "0".to_owned()),
+            ("TRIBUTARY__SHOP__PRODUCTS_TOPIC", products.clone()),
+            ("TRIBUTARY__SHOP__PROMPTS_TOPIC", prompts.clone()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (key, prefix) in [
+            ("FILTERED_TOPIC", "shop_filtered"),
+            ("RECOMMENDATIONS_TOPIC", "shop_recom"),
+            ("CONTROL_TOPIC", "shop_control"),
+            ("FILTER_GROUP", "shop-filter"),
+            ("JOIN_GROUP", "shop-join"),
+            ("SINK_GROUP", "shop-sink"),
+        ] {
+            env.push((
+                format!("TRIBUTARY__SHOP__{key}"),
+                tributary_testkit::unique(prefix),
+            ));
+        }
+        Self {
+            env,
+            products,
+            prompts,
+            bus: bus.to_owned(),
+            patience,
+        }
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    fn start(&self, services: &[&str], extra: &[(&str, &str)], log: &Path) -> Tributary {
+        let mut args = vec!["serve"];
+        args.extend_from_slice(services);
+        let mut env = self.env();
+        env.extend_from_slice(extra);
+        Tributary::start(bin(), &args, &env, log)
+    }
+}
+
+const ALL: [&str; 4] = [
+    "shop-api",
+    "shop-filter",
+    "shop-recommendations",
+    "shop-sink",
+];
+
+fn write_ndjson<T: serde::Serialize>(path: &Path, records: &[T], poison: &[&str]) {
+    let mut text = String::new();
+    for p in poison {
+        text.push_str(p);
+        text.push('\n');
+    }
+    for r in records {
+        text.push_str(&serde_json::to_string(r).unwrap());
+        text.push('\n');
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn send(
+    api: SocketAddr,
+    dir: &Path,
+    name: &str,
+    kind: &str,
+    text: &[impl serde::Serialize],
+    poison: &[&str],
+) -> u64 {
+    let file = dir.join(name);
+    write_ndjson(&file, text, poison);
+    let v = shop_json(api, &["send", kind, file.to_str().unwrap()]);
+    v[0]["sent"].as_u64().unwrap()
+}
+
+fn counts(api: SocketAddr) -> (u64, u64, u64) {
+    let v = &shop_json(api, &["stats"])[0];
+    (
+        v["products"].as_u64().unwrap(),
+        v["filtered"].as_u64().unwrap(),
+        v["recommendations"].as_u64().unwrap(),
+    )
+}
+
+fn wait_counts(api: SocketAddr, want: (u64, u64, u64), procs: &[&Tributary]) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let got = counts(api);
+        if got == want {
+            return;
+        }
+        let logs: Vec<String> = procs.iter().map(|t| t.log_text()).collect();
+        assert!(
+            Instant::now() < deadline,
+            "stats (products, filtered, recommendations) {got:?}, want {want:?}\n{}",
+            logs.join("\n----\n")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Sets the filter with the CLI and waits until every one of `replicas`
+/// filter replicas reports it applied; returns its `set_at`.
+fn set_filter(api: SocketAddr, args: &[&str], replicas: usize, t: &Tributary) -> i64 {
+    let mut a = vec!["filter", "set"];
+    a.extend_from_slice(args);
+    let set = shop_json(api, &a).remove(0);
+    let set_at = set["filter"]["set_at"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = shop_json(api, &["filter", "get"]).remove(0);
+        let applied = v["replicas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["set_at"].as_i64() == Some(set_at))
+            .count();
+        if applied >= replicas {
+            return set_at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "filter not applied: {v}\n{}",
+            t.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every (prompt id, product id) pair with the same join key among products
+/// passing `filters` (product, the filter it met).
+fn pairs(prompts: &[Prompt], products: &[(Product, &Filter)]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for p in prompts {
+        for (q, f) in products {
+            if f.passes(q) && p.join_key() == JoinKey::new(&q.name) {
+                out.insert(format!("{}:{}", p.id, q.product_id));
+            }
+        }
+    }
+    out
+}
+
+fn recommendation_keys(api: SocketAddr, users: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    for u in users {
+        for r in shop_json(api, &["recommendations", "--user", u]) {
+            assert_eq!(r["user_id"], u.as_str());
+            assert!(
+                keys.insert(r["key"].as_str().unwrap().to_owned()),
+                "a pair twice: {r}"
+            );
+        }
+    }
+    keys
+}
+
+fn products(seed: u64, range: std::ops::Range<u64>) -> Vec<Product> {
+    let e = Emulator::new(seed);
+    range.map(|i| e.product(i, chrono::Utc::now())).collect()
+}
+
+fn compiled(spec: FilterSpec) -> Filter {
+    Filter::compile(&spec).unwrap()
+}
+
+/// Checks `<topic>.dlq` holds exactly the records with the keys `keys`
+/// (once per consuming group `groups`), each with an error naming `field`.
+async fn check_dlq(s: &Setup, topic: &str, keys: &[(&str, &str)], groups: usize) {
+    let dead = tributary_testkit::read_topic(&s.bus, &format!("{topic}.dlq"), s.patience).await;
+    let mut got: BTreeMap<String, usize> = BTreeMap::new();
+    for m in &dead {
+        let key = String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).into_owned();
+        let error = String::from_utf8_lossy(m.header("dlq.error").unwrap()).into_owned();
+        let field = keys.iter().find(|(k, _)| *k == key).map(|(_, f)| *f);
+        let field = field.unwrap_or_else(|| panic!("unexpected dead letter {key}: {error}"));
+        assert!(error.contains(field), "{key}: {error} should name {field}");
+        assert_eq!(
+            m.header("dlq.topic").map(|v| v.to_vec()),
+            Some(topic.as_bytes().to_vec())
+        );
+        *got.entry(key).or_default() += 1;
+    }
+    let want: BTreeMap<String, usize> = keys
+        .iter()
+        .map(|(k, _)| ((*k).to_owned(), groups))
+        .collect();
+    assert_eq!(got, want, "dead letters of {topic}");
+}
+
+/// The whole pipeline on `sql` + `bus` (see the module docs).
+async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duration) {
+    let s = Setup::new(sql, bus, dir, patience);
+    let log = dir.join("shop.log");
+    let mut t = s.start(&ALL, &[], &log);
+    let api = t
+        .wait_ready(Duration::from_secs(120))
+        .addr_of("shop-api")
+        .unwrap();
+    let v = shop_json(api, &["filter", "get"]).remove(0);
+    assert_eq!(
+        (
+            v["filter"]["pattern"].as_str(),
+            v["control_offset"].as_i64()
+        ),
+        (Some(""), None)
+    );
+
+    let set_at = set_filter(api, &["iphone"], 1, &t);
+    let iphone = compiled(FilterSpec::substring("iphone", set_at));
+    // A bad regex is refused naming the problem, and the filter stays.
+    let bad = shop(api, &["filter", "set", "--regex", "(iPhone"]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("400") && err.contains("unclosed group"),
+        "{err}"
+    );
+    let v = shop_json(api, &["filter", "get"]).remove(0);
+    assert_eq!(
+        (
+            v["filter"]["pattern"].as_str(),
+            v["filter"]["set_at"].as_i64()
+        ),
+        (Some("iphone"), Some(set_at))
+    );
+
+    // Prompts for catalogue names, sent before and after the products they meet.
+    let e = Emulator::new(5);
+    let prompts: Vec<Prompt> = (0..60).map(|i| e.prompt(i, 4)).collect();
+    let users: BTreeSet<String> = prompts.iter().map(|p| p.user_id.clone()).collect();
+    let batch1 = products(11, 0..200);
+    let batch2 = products(11, 200..400);
+    let mut bad_price = serde_json::to_value(&batch1[0]).unwrap();
+    bad_price["product_id"] = "bad-price".into();
+    bad_price["price"]["amount"] = "ten".into();
+    let bad_price = bad_price.to_string();
+    let poison_products = [
+        r#"{"product_id":"bad-shape","name":"Apple iPhone 15"}"#,
+        bad_price.as_str(),
+    ];
+    let poison_prompts = [r#"{"id":"not-a-uuid","user_id":"u","find":"apple iphone 15"}"#];
+    assert_eq!(
+        send(api, dir, "p1.ndjson", "products", &batch1, &poison_products),
+        202
+    );
+    assert_eq!(
+        send(
+            api,
+            dir,
+            "q.ndjson",
+            "prompts",
+            &prompts[..30],
+            &poison_prompts
+        ),
+        31
+    );
+    assert_eq!(send(api, dir, "p2.ndjson", "products", &batch2, &[]), 200);
+    assert_eq!(
+        send(api, dir, "q2.ndjson", "prompts", &prompts[30..], &[]),
+        30
+    );
+    // 40 emulated products, seed 77 (their names depend only on seed and index).
+    let em = shop_json(
+        api,
+        &["emulate", "--rate", "400", "--count", "40", "--seed", "77"],
+    );
+    assert_eq!(em[0]["sent"], 40);
+    let emulated = products(77, 0..40);
+
+    let mut seen: Vec<(Product, &Filter)> = batch1
+        .iter()
+        .chain(&batch2)
+        .chain(&emulated)
+        .map(|p| (p.clone(), &iphone))
+        .collect();
+    let filtered =
+        |seen: &[(Product, &Filter)]| seen.iter().filter(|(p, f)| f.passes(p)).count() as u64;
+    let want_pairs = pairs(&prompts, &seen);
+    assert!(
+        filtered(&seen) > 10 && want_pairs.len() > 5,
+        "{} filtered, {} pairs",
+        filtered(&seen),
+        want_pairs.len()
+    );
+    wait_counts(api, (440, filtered(&seen), want_pairs.len() as u64), &[&t]);
+    assert_eq!(recommendation_keys(api, &users), want_pairs);
+    // Every product (and the two poison ones) went through the filter before it changes.
+    let filter_in = r#"tributary_shop_records_in_total{service="shop-filter"}"#;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while t.metric(filter_in) < 442.0 {
+        assert!(
+            Instant::now() < deadline,
+            "filter at {}\n{}",
+            t.metric(filter_in),
+            t.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = shop_json(api, &["products", "--name", "IPHONE", "--filtered"]);
+    assert_eq!(listed.len() as u64, filtered(&seen));
+    assert!(listed.iter().all(|p| p["name"]
+        .as_str()
+        .unwrap()
+        .to_lowercase()
+        .contains("iphone")));
+
+    // A new filter applies to every later product.
+    let set_at = set_filter(api, &["--regex", "^Samsung"], 1, &t);
+    let samsung = compiled(FilterSpec::regex("^Samsung", false, set_at));
+    let batch3 = products(11, 400..600);
+    send(api, dir, "p3.ndjson", "products", &batch3, &[]);
+    seen.extend(batch3.iter().map(|p| (p.clone(), &samsung)));
+    assert!(batch3.iter().any(|p| iphone.passes(p)) && batch3.iter().any(|p| samsung.passes(p)));
+    let want_pairs = pairs(&prompts, &seen);
+    wait_counts(api, (640, filtered(&seen), want_pairs.len() as u64), &[&t]);
+    let rejected = t.metric("tributary_shop_records_rejected_total");
+    assert!(rejected >= 5.0, "rejected records counted: {rejected}");
+    assert!(t.metric("tributary_shop_join_matches_total") >= want_pairs.len() as f64);
+    assert!(t.metric("tributary_shop_filter_pass_ratio") > 0.0);
+
+    // After a restart the filter is the same, and still applies.
+    let st = t.stop(Duration::from_secs(30));
+    assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
+    t.restart();
+    let api = t
+        .wait_ready(Duration::from_secs(120))
+        .addr_of("shop-api")
+        .unwrap();
+    let v = shop_json(api, &["filter", "get"]).remove(0);
+    assert_eq!(
+        (
+            v["filter"]["kind"].as_str(),
+            v["filter"]["pattern"].as_str(),
+            v["filter"]["set_at"].as_i64()
+        ),
+        (Some("regex"), Some("^Samsung"), Some(set_at))
+    );
+    let batch4 = products(11, 600..800);
+    send(api, dir, "p4.ndjson", "products", &batch4, &[]);
+    seen.extend(batch4.iter().map(|p| (p.clone(), &samsung)));
+    let want_pairs = pairs(&prompts, &seen);
+    wait_counts(api, (840, filtered(&seen), want_pairs.len() as u64), &[&t]);
+    assert_eq!(recommendation_keys(api, &users), want_pairs);
+    let text = stdout_ok(&shop(api, &["filter", "get"]));
+    assert!(
+        text.contains("regex \"^Samsung\"") && text.contains("applied"),
+        "{text}"
+    );
+    let st = t.stop(Duration::from_secs(30));
+    assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
+
+    // Poison records reached the dead-letter topics with the field named: products from the
+    // filter's and the sink's group each, the prompt from the join's.
+    check_dlq(
+        &s,
+        &s.products,
+        &[
+            ("bad-shape", "price: missing"),
+            ("bad-price", "price.amount"),
+        ],
+        2,
+    )
+    .await;
+    check_dlq(&s, &s.prompts, &[("not-a-uuid", "id")], 1).await;
+    eprintln!(
+        "shop pipeline: 840 products, {} filtered, {} recommendations, 3 poison records dead-lettered",
+        filtered(&seen),
+        want_pairs.len()
+    );
+}
+
+// Proves the whole shop pipeline on SQLite + the embedded bus (see the module docs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_end_to_end_sqlite_embedded() {
+    let dir = tributary_testkit::temp_dir();
+    let sql = format!("sqlite://{}", dir.path().join("t.db").display());
+    let bus = format!("sqlite://{}", dir.path().join("bus.db").display());
+    pipeline_end_to_end(&sql, &bus, dir.path(), Duration::from_secs(3)).await;
+}
+
+// Proves the same on PostgreSQL + Kafka.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipeline_end_to_end_postgres_kafka() {
+    use tributary_testkit::{backend, fresh_postgres_db, Backend};
+    let (Some(pg), Some(kafka)) = (backend(Backend::Postgres), backend(Backend::Kafka)) else {
+        return;
+    };
+    let dir = tributary_testkit::temp_dir();
+    let sql = fresh_postgres_db(&pg).await.unwrap();
+    pipeline_end_to_end(&sql, &kafka, dir.path(), Duration::from_secs(60)).await;
+}
+
+/// `names` x `per_name` prompts (over 5 users) and `names` x
+/// `products_per_name` products with exactly those names.
+fn join_stream(
+    names: usize,
+    per_name: usize,
+    products_per_name: usize,
+) -> (Vec<Prompt>, Vec<Product>) {
+    let catalogue = Emulator::catalogue();
+    let e = Emulator::new(3);
+    let mut prompts = Vec::new();
+    let mut products = Vec::new();
+    for (n, name) in catalogue.iter().take(names).enumerate() {
+        for i in 0..per_name {
+            let find = if i % 2 == 0 {
+                name.to_lowercase()
+            } else {
+                format!("  {}  ", name.to_uppercase())
+            };
+            let mut p = Prompt::new(format!("user-{}", i % 5), find);
+            p.id = uuid::Uuid::from_u128(((n as u128) << 32) | i as u128 | (1 << 100));
+            prompts.push(p);
+        }
+        for i in 0..products_per_name {
+            let mut p = e.product((n * products_per_name + i) as u64, chrono::Utc::now());
+            p.name = name.clone();
+            products.push(p);
+        }
+    }
+    (prompts, products)
+}
+
+/// The join service is SIGKILLed mid-stream and restarted (see the module
+/// docs). `split`: the join runs in a process of its own and only it is
+/// killed (Kafka), and restarts under a new group (`regroup`, see the docs
+/// crash test for why on tansu); otherwise one process runs every service
+/// and the whole process is killed (the embedded bus belongs to one process).
+async fn join_killed_mid_stream(sql: &str, bus: &str, dir: &Path, split: bool, patience: Duration) {
+    let s = Setup::new(sql, bus, dir, patience);
+    let (prompts, stream) = join_stream(20, 8, 15);
+    let all = pairs(
+        &prompts,
+        &stream
+            .iter()
+            .map(|p| (p.clone(), &Filter::All))
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(all.len(), 20 * 8 * 15);
+    let users: BTreeSet<String> = prompts.iter().map(|p| p.user_id.clone()).collect();
+
+    let (mut front, mut join) = if split {
+        let front = s.start(
+            &["shop-api", "shop-filter", "shop-sink"],
+            &[],
+            &dir.join("front.log"),
+        );
+        let join = s.start(&["shop-recommendations"], &[], &dir.join("join.log"));
+        (Some(front), join)
+    } else {
+        (None, s.start(&ALL, &[], &dir.join("shop.log")))
+    };
+    let ready = match front.as_mut() {
+        Some(f) => f.wait_ready(Duration::from_secs(120)),
+        None => join.wait_ready(Duration::from_secs(120)),
+    };
+    if split {
+        join.wait_ready(Duration::from_secs(120));
+    }
+    let api = ready.addr_of("shop-api").unwrap();
+    send(api, dir, "prompts.ndjson", "prompts", &prompts, &[]);
+    for (i, chunk) in stream.chunks(50).enumerate() {
+        send(
+            api,
+            dir,
+            &format!("products-{i}.ndjson"),
+            "products",
+            chunk,
+            &[],
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let at_kill = loop {
+        let (_, _, recs) = counts(api);
+        if recs >= 400 {
+            break recs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no progress\n{}",
+            join.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    join.kill9();
+    assert!(at_kill < all.len() as u64, "the kill must land mid-stream");
+    let group = tributary_testkit::unique("shop-join");
+    if split {
+        join = s.start(
+            &["shop-recommendations"],
+            &[("TRIBUTARY__SHOP__JOIN_GROUP", group.as_str())],
+            &dir.join("join.log"),
+        );
+    } else {
+        join.restart();
+    }
+    let ready = join.wait_ready(Duration::from_secs(120));
+    let api = match &front {
+        Some(_) => api,
+        None => ready.addr_of("shop-api").unwrap(),
+    };
+    let procs: Vec<&Tributary> = front.iter().chain(std::iter::once(&join)).collect();
+    wait_counts(api, (300, 300, all.len() as u64), &procs);
+    assert_eq!(recommendation_keys(api, &users), all);
+    // Every pair is on the output topic too, duplicates only as the same key.
+    let outputs = join.metric("tributary_shop_join_matches_total");
+    for p in [Some(&mut join), front.as_mut()].into_iter().flatten() {
+        let st = p.stop(Duration::from_secs(30));
+        assert!(st.success(), "exit after SIGTERM: {st}\n{}", p.log_text());
+    }
+    let recom_topic = &s
+        .env
+        .iter()
+        .find(|(k, _)| k == "TRIBUTARY__SHOP__RECOMMENDATIONS_TOPIC")
+        .unwrap()
+        .1;
+    let out = tributary_testkit::read_topic(&s.bus, recom_topic, patience).await;
+    let keys: BTreeSet<String> = out
+        .iter()
+        .map(|m| {
+            let key = String::from_utf8_lossy(m.header("shop.key").unwrap()).into_owned();
+            let prompt = String::from_utf8_lossy(m.key.as_deref().unwrap()).into_owned();
+            assert!(
+                key.starts_with(&format!("{prompt}:")),
+                "keyed by prompt id: {key}"
+            );
+            key
+        })
+        .collect();
+    assert_eq!(keys, all, "the output topic holds every pair");
+    eprintln!(
+        "shop join SIGKILL at {at_kill} of {} recommendations: all {} pairs in the table once; \
+         {} records on the output topic, {outputs} emitted after the restart",
+        all.len(),
+        all.len(),
+        out.len()
+    );
+}
+
+// Proves a SIGKILLed join loses no pair (SQLite, embedded bus): restarted, the table holds
+// every (prompt, product) pair exactly once and the output topic every pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_sigkill_misses_no_pair_sqlite_embedded() {
+    let dir = tributary_testkit::temp_dir();
+    let sql = format!("sqlite://{}", dir.path().join("t.db").display());
+    let bus = format!("sqlite://{}", dir.path().join("bus.db").display());
+    join_killed_mid_stream(&sql, &bus, dir.path(), false, Duration::from_secs(3)).await;
+}
+
+// Proves the same on PostgreSQL + Kafka, killing only the join's own process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_sigkill_misses_no_pair_postgres_kafka() {
+    use tributary_testkit::{backend, fresh_postgres_db, Backend};
+    let (Some(pg), Some(kafka)) = (backend(Backend::Postgres), backend(Backend::Kafka)) else {
+        return;
+    };
+    let dir = tributary_testkit::temp_dir();
+    let sql = fresh_postgres_db(&pg).await.unwrap();
+    join_killed_mid_stream(&sql, &kafka, dir.path(), true, Duration::from_secs(60)).await;
+}
