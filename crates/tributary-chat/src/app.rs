@@ -97,6 +97,7 @@ pub async fn serve_api(
         tasks.spawn(async move {
             let limits = HttpLimits {
                 roles: crate::api::rest::ROLES,
+                untimed: crate::api::rest::UNTIMED,
                 ..HttpLimits::default()
             };
             http::serve(listener, router, "chat-api", limits, token).await

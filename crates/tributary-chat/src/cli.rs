@@ -37,9 +37,16 @@ pub struct Command {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Action {
-    /// Import a Telegram export (file, directory or zip) or a backup; the
-    /// path must be readable by the server (same machine for `up`).
-    Import { path: PathBuf },
+    /// Import a Telegram export (file, directory or zip) or a backup. The
+    /// export is uploaded (a directory as a zip made on the fly), so the
+    /// server may run anywhere; `--server-path` names a path on the server
+    /// instead (only under its `chat.import_roots`).
+    Import {
+        path: PathBuf,
+        /// PATH is on the server, under `chat.import_roots`.
+        #[arg(long)]
+        server_path: bool,
+    },
     /// Print matching messages.
     Search {
         #[command(flatten)]
@@ -97,17 +104,21 @@ pub enum Action {
         /// group per page).
         #[arg(long, default_value = "csv")]
         format: BackupFormat,
-        /// Directory on the server.
+        /// Directory on the server, relative to its `chat.backup_dir`.
         #[arg(long, conflicts_with = "objects", required_unless_present = "objects")]
         dir: Option<PathBuf>,
         /// To the object store instead.
         #[arg(long)]
         objects: bool,
     },
-    /// Restore a backup (a path on the server, or an object key).
+    /// Restore a backup: a local file or directory (uploaded), a path on
+    /// the server (`--server-path`), or an object key (`--object`).
     Restore {
         #[arg(required_unless_present = "object", conflicts_with = "object")]
         path: Option<PathBuf>,
+        /// PATH is on the server, under `chat.import_roots` or `chat.backup_dir`.
+        #[arg(long)]
+        server_path: bool,
         #[arg(long)]
         object: Option<String>,
     },
@@ -244,6 +255,76 @@ impl Client {
             .with_context(|| format!("read the answer of {url}"))
     }
 
+    /// Uploads `path` to `POST /api/chat/import/upload` and follows the
+    /// import: a file as it is, a directory as a zip written to a temporary
+    /// file first (bounded memory on both sides), with a byte progress bar.
+    async fn upload(&self, path: &std::path::Path) -> anyhow::Result<ImportReport> {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .with_context(|| format!("read {}", path.display()))?;
+        let base = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "export".into());
+        let (file, name, _zip) = if meta.is_dir() {
+            let bar = spinner("zip");
+            bar.set_message(path.display().to_string());
+            let dir = path.to_owned();
+            let zip = tokio::task::spawn_blocking(move || zip_dir(&dir))
+                .await
+                .context("zip task")??;
+            bar.finish_and_clear();
+            (zip.path().to_owned(), format!("{base}.zip"), Some(zip))
+        } else if meta.is_file() {
+            (path.to_owned(), base, None)
+        } else {
+            bail!("{}: neither a file nor a directory", path.display());
+        };
+        let len = tokio::fs::metadata(&file).await?.len();
+        let bar = ProgressBar::new(len);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} upload [{elapsed_precise}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let reader = tokio::fs::File::open(&file)
+            .await
+            .with_context(|| format!("open {}", file.display()))?;
+        let counter = bar.clone();
+        let stream = futures::stream::unfold(reader, move |mut r| {
+            let counter = counter.clone();
+            async move {
+                use tokio::io::AsyncReadExt as _;
+                let mut buf = vec![0u8; 256 * 1024];
+                match r.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        counter.inc(n as u64);
+                        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), r))
+                    }
+                    Err(e) => Some((Err(e), r)),
+                }
+            }
+        });
+        let url = format!("{}/api/chat/import/upload", self.base);
+        let request = self
+            .http
+            .post(&url)
+            .query(&[("name", name.as_str())])
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .body(reqwest::Body::wrap_stream(stream));
+        let on_progress = import_progress(&bar);
+        let report = self
+            .follow(request, &url, |p: &ImportProgress| on_progress(p))
+            .await;
+        bar.finish_and_clear();
+        report
+    }
+
     /// Posts a long job and follows its NDJSON lines, calling `on_progress`.
     async fn job<B: Serialize, P: DeserializeOwned, D: DeserializeOwned>(
         &self,
@@ -252,10 +333,18 @@ impl Client {
         on_progress: impl Fn(&P),
     ) -> anyhow::Result<D> {
         let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
+        let request = self.http.post(&url).json(body);
+        self.follow(request, &url, on_progress).await
+    }
+
+    /// Sends `request` and follows the NDJSON lines of its answer.
+    async fn follow<P: DeserializeOwned, D: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+        on_progress: impl Fn(&P),
+    ) -> anyhow::Result<D> {
+        let resp = request
             .send()
             .await
             .with_context(|| format!("POST {url}"))?;
@@ -326,17 +415,21 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
         base: base.trim_end_matches('/').to_owned(),
     };
     match cmd.action {
-        Action::Import { path } => {
-            let path = std::path::absolute(&path).unwrap_or(path);
-            let bar = spinner("import");
-            let report: ImportReport = client
-                .job(
-                    "/api/chat/import",
-                    &ImportBody { path },
-                    import_progress(&bar),
-                )
-                .await?;
-            bar.finish_and_clear();
+        Action::Import { path, server_path } => {
+            let report = if server_path {
+                let bar = spinner("import");
+                let report: ImportReport = client
+                    .job(
+                        "/api/chat/import",
+                        &ImportBody { path },
+                        import_progress(&bar),
+                    )
+                    .await?;
+                bar.finish_and_clear();
+                report
+            } else {
+                client.upload(&path).await?
+            };
             print_import(&report);
         }
         Action::Search {
@@ -427,7 +520,7 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
             objects,
         } => {
             let target = match (dir, objects) {
-                (Some(d), false) => BackupTarget::Dir(std::path::absolute(&d).unwrap_or(d)),
+                (Some(d), false) => BackupTarget::Dir(d),
                 _ => BackupTarget::Objects,
             };
             let bar = spinner("backup");
@@ -451,9 +544,17 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
                 report.messages, report.bytes, report.location
             );
         }
-        Action::Restore { path, object } => {
+        Action::Restore {
+            path: Some(p),
+            server_path: false,
+            ..
+        } => {
+            // A local backup is uploaded: restoring is importing it.
+            print_import(&client.upload(&p).await?);
+        }
+        Action::Restore { path, object, .. } => {
             let source = match (path, object) {
-                (Some(p), _) => RestoreSource::Path(std::path::absolute(&p).unwrap_or(p)),
+                (Some(p), _) => RestoreSource::Path(p),
                 (None, Some(k)) => RestoreSource::Object(k),
                 (None, None) => bail!("give a path or --object KEY"),
             };
@@ -470,4 +571,47 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Zips `dir` (every regular file under it, names relative to it, in walk
+/// order; symlinks skipped like the server skips them) into a temporary
+/// file, streaming each file through (memory bounded by the copy buffer).
+fn zip_dir(dir: &std::path::Path) -> anyhow::Result<tempfile::NamedTempFile> {
+    let tmp = tempfile::Builder::new()
+        .prefix("tributary-chat-")
+        .suffix(".zip")
+        .tempfile()
+        .context("create a temporary zip")?;
+    let mut zip = zip::ZipWriter::new(tmp.reopen().context("open the temporary zip")?);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .large_file(true);
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)
+            .with_context(|| format!("read {}", d.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("read {}", d.display()))?;
+        entries.sort_by_key(std::fs::DirEntry::file_name);
+        for e in entries {
+            let t = e.file_type()?;
+            let p = e.path();
+            if t.is_dir() {
+                stack.push(p);
+            } else if t.is_file() {
+                let rel = p.strip_prefix(dir).unwrap_or(&p);
+                let name = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                zip.start_file(name, options)?;
+                let mut f =
+                    std::fs::File::open(&p).with_context(|| format!("read {}", p.display()))?;
+                std::io::copy(&mut f, &mut zip).with_context(|| format!("zip {}", p.display()))?;
+            }
+        }
+    }
+    zip.finish().context("finish the zip")?;
+    Ok(tmp)
 }

@@ -82,6 +82,16 @@ pub enum Error {
     /// A request is not acceptable (bad filter, unsafe delete, bad path).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A request names something it may not reach (a server path outside
+    /// the configured roots).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// A named thing does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// An upload is larger than `chat.max_upload_bytes`.
+    #[error("too large: {0}")]
+    TooLarge(String),
     /// The SQL database failed (unreachable, constraint, migration).
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
@@ -116,6 +126,9 @@ impl Error {
             Error::Io { .. }
             | Error::Zip { .. }
             | Error::InvalidRequest(_)
+            | Error::PermissionDenied(_)
+            | Error::NotFound(_)
+            | Error::TooLarge(_)
             | Error::Sql(_)
             | Error::Storage(_)
             | Error::Bus(_)
@@ -138,6 +151,15 @@ impl From<Error> for tributary_runtime::ApiError {
         use tributary_runtime::ApiError;
         match &e {
             Error::InvalidRequest(msg) => ApiError::invalid(msg.clone()),
+            Error::PermissionDenied(msg) => ApiError::new(
+                tributary_runtime::error::ErrorKind::PermissionDenied,
+                msg.clone(),
+            ),
+            Error::NotFound(msg) => ApiError::not_found(msg.clone()),
+            Error::TooLarge(msg) => ApiError::new(
+                tributary_runtime::error::ErrorKind::PayloadTooLarge,
+                msg.clone(),
+            ),
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 ApiError::not_found(e.to_string())
             }

@@ -2,6 +2,7 @@
 //! `TRIBUTARY__CHAT__KEY` in the environment).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tributary_runtime::outbox::RelayConfig;
@@ -25,6 +26,22 @@ pub struct ChatSettings {
     pub relay: RelayConfig,
     /// Object-store prefix of backups.
     pub backup_prefix: String,
+    /// Server directories that import and restore requests may name by
+    /// path (`{"path": ...}`; relative paths are taken under the first).
+    /// Empty, the default, turns server paths off: `tributary chat import`
+    /// uploads the export instead. Paths are resolved through symlinks
+    /// before the check; only regular files are read.
+    pub import_roots: Vec<PathBuf>,
+    /// The server directory backups may be written under
+    /// (`{"dir": "sub/dir"}`, relative to it, created if missing). Empty,
+    /// the default, turns server directories off: back up to the object
+    /// store (`"objects"`).
+    pub backup_dir: PathBuf,
+    /// Largest upload `POST /api/chat/import/upload` takes, bytes (413
+    /// past it).
+    pub max_upload_bytes: u64,
+    /// An upload that sends nothing for this long is cut off, seconds.
+    pub upload_idle_secs: u64,
     /// The user counter's bookkeeping of applied events (`[chat.users]`).
     pub users: UserCounterSettings,
 }
@@ -39,6 +56,10 @@ impl Default for ChatSettings {
             partitions: 3,
             relay: RelayConfig::for_topic(crate::domain::events::USER_COUNTER_TOPIC),
             backup_prefix: "chat-backups".into(),
+            import_roots: Vec::new(),
+            backup_dir: PathBuf::new(),
+            max_upload_bytes: 8 << 30,
+            upload_idle_secs: 30,
             users: UserCounterSettings::default(),
         }
     }

@@ -9,7 +9,21 @@ use tributary_chat::app::{self, Backends};
 use tributary_chat::ChatSettings;
 use tributary_storage::{Database, SqlConfig};
 
+/// The chat API on SQLite and the embedded bus under `dir`, with `dir` as
+/// its one import root and `dir/b` as its backup directory.
 async fn router(dir: &std::path::Path) -> axum::Router {
+    router_with(
+        dir,
+        ChatSettings {
+            import_roots: vec![dir.to_owned()],
+            backup_dir: dir.join("b"),
+            ..ChatSettings::default()
+        },
+    )
+    .await
+}
+
+async fn router_with(dir: &std::path::Path, settings: ChatSettings) -> axum::Router {
     let db = Database::connect(
         &format!("sqlite://{}", dir.join("c.db").display()),
         &SqlConfig::default(),
@@ -28,7 +42,7 @@ async fn router(dir: &std::path::Path) -> axum::Router {
             bus,
             objects: None,
         },
-        &ChatSettings::default(),
+        &settings,
     )
     .await
     .expect("service");
@@ -54,9 +68,10 @@ async fn call(r: &axum::Router, method: &str, uri: &str, body: &str) -> (StatusC
 }
 
 /// (method, path) of every operation the REST API must serve and document.
-const OPERATIONS: [(&str, &str); 10] = [
+const OPERATIONS: [(&str, &str); 11] = [
     ("get", "/openapi.json"),
     ("post", "/api/chat/import"),
+    ("post", "/api/chat/import/upload"),
     ("post", "/api/chat/messages/search"),
     ("post", "/api/chat/messages/count"),
     ("post", "/api/chat/messages/delete"),
@@ -107,6 +122,10 @@ async fn openapi_matches_routes() {
                 path.to_owned(),
                 r#"{"filter":{"query":"hi"},"sorts":[{"field":"created","desc":true}],"take":5}"#
                     .to_owned(),
+            ),
+            "/api/chat/import/upload" => (
+                format!("{path}?name=result.json"),
+                std::fs::read_to_string(export.join("result.json")).expect("export"),
             ),
             "/api/chat/messages/count" => (path.to_owned(), r#"{"text":"hi"}"#.to_owned()),
             "/api/chat/messages/delete" => (path.to_owned(), r#"{"filter":{"id":999}}"#.to_owned()),
@@ -219,4 +238,152 @@ async fn errors_share_one_body_and_mapping() {
     let (status, body) = call(&r, "GET", "/api/chat/nope", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert!(body.contains("\"code\":\"not_found\""), "{body}");
+}
+
+// Proves the API never reaches outside its configured roots: with none set, server paths and
+// directories are refused (403) for import, backup and restore; with a root, a path outside it is
+// 403 alike whether it exists or not, a symlink out of it too, a backup directory climbing out
+// too, a missing file inside is 404; an upload over the limit is 413 before it is read; an
+// uploaded file is imported, and a parse error in it does not echo the file's content.
+#[tokio::test]
+async fn server_paths_stay_under_their_roots_and_uploads_import() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("root");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    std::fs::write(outside.join("result.json"), "{}").expect("write");
+    std::os::unix::fs::symlink(&outside, root.join("link")).expect("symlink");
+    std::fs::create_dir_all(root.join("backups")).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, root.join("backups/out")).expect("symlink");
+    let p = |p: &std::path::Path| serde_json::json!(p.display().to_string()).to_string();
+
+    let closed = router_with(dir.path(), ChatSettings::default()).await;
+    for (uri, body) in [
+        ("/api/chat/import", format!(r#"{{"path":{}}}"#, p(&outside))),
+        (
+            "/api/chat/backup",
+            format!(r#"{{"target":{{"dir":{}}}}}"#, p(&outside)),
+        ),
+        (
+            "/api/chat/restore",
+            format!(r#"{{"source":{{"path":{}}}}}"#, p(&outside)),
+        ),
+    ] {
+        let (s, text) = call(&closed, "POST", uri, &body).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{uri}: {text}");
+        assert!(text.contains("permission_denied"), "{text}");
+    }
+
+    let r = router_with(
+        dir.path(),
+        ChatSettings {
+            import_roots: vec![root.clone()],
+            backup_dir: root.join("backups"),
+            max_upload_bytes: 1000,
+            ..ChatSettings::default()
+        },
+    )
+    .await;
+    let mut answers = Vec::new();
+    for path in [
+        outside.join("result.json"),
+        outside.join("missing.json"),
+        root.join("link/result.json"),
+        root.join("../outside/result.json"),
+    ] {
+        let (s, text) = call(
+            &r,
+            "POST",
+            "/api/chat/import",
+            &format!(r#"{{"path":{}}}"#, p(&path)),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{}: {text}", path.display());
+        answers.push(text.replace(&path.display().to_string(), "PATH"));
+    }
+    assert!(
+        answers.windows(2).all(|w| w[0] == w[1]),
+        "one answer for all: {answers:?}"
+    );
+    let (s, text) = call(
+        &r,
+        "POST",
+        "/api/chat/import",
+        &format!(r#"{{"path":{}}}"#, p(&root.join("nope.json"))),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{text}");
+    for d in ["../../outside", "out/x", "/tmp"] {
+        let (s, text) = call(
+            &r,
+            "POST",
+            "/api/chat/backup",
+            &format!(r#"{{"target":{{"dir":"{d}"}}}}"#),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{d}: {text}");
+    }
+    assert!(
+        !outside.join("x").exists(),
+        "nothing created through the symlink"
+    );
+    let (s, text) = call(
+        &r,
+        "POST",
+        "/api/chat/backup",
+        r#"{"target":{"dir":"daily"}}"#,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(text.contains("\"done\""), "{text}");
+    assert!(root.join("backups/daily").is_dir());
+
+    let req = |name: &str, body: String| {
+        Request::builder()
+            .method("POST")
+            .uri(format!("/api/chat/import/upload?name={name}"))
+            .header("content-length", body.len())
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let resp = r
+        .clone()
+        .oneshot(req("big.json", "x".repeat(1001)))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let export = r#"{"name":"C","type":"personal_chat","id":1,"messages":[{"id":1,"type":"message","date":"2021-01-01T10:00:00","date_unixtime":"1609495200","from":"Al","from_id":"user1","text":"hi","text_entities":[]}]}"#;
+    let resp = r
+        .clone()
+        .oneshot(req("result.json", export.into()))
+        .await
+        .expect("response");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes())
+        .into_owned();
+    assert!(text.contains(r#""inserted":1"#), "{text}");
+
+    let secret = r#"{"name":"C","type":"personal_chat","id":1,"messages":"SECRET_TOKEN_123"}"#;
+    let resp = r
+        .clone()
+        .oneshot(req("result.json", secret.into()))
+        .await
+        .expect("response");
+    let text = String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes())
+        .into_owned();
+    assert!(
+        text.contains(r#""files_failed":1"#),
+        "the bad file is reported: {text}"
+    );
+    assert!(
+        text.contains("result.json"),
+        "named by its upload name: {text}"
+    );
+    assert!(!text.contains("SECRET_TOKEN_123"), "content echoed: {text}");
+    assert!(
+        !text.contains("tributary-chat-upload-"),
+        "spool path shown: {text}"
+    );
 }

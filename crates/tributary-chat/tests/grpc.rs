@@ -91,6 +91,8 @@ async fn rig(sql: Sql) -> Option<Rig> {
     .expect("objects");
     let settings = ChatSettings {
         batch_size: 7, // small, so imports cross batch boundaries and report progress
+        import_roots: vec![dir.path().to_owned()],
+        backup_dir: dir.path().to_owned(),
         ..ChatSettings::default()
     };
     let backends = Backends {
@@ -836,17 +838,30 @@ async fn bad_requests_are_invalid_argument(r: Rig) {
         Code::InvalidArgument,
         "path",
     );
-    // Errors of the job itself arrive in the stream.
+    // A missing path under the import root is refused before the job starts;
+    // one outside the root alike, whether it exists or not.
     let missing = r.dir.path().join("missing-export");
-    let s = r
-        .chat()
-        .import(pb::ImportRequest {
-            path: path_str(&missing),
-        })
-        .await
-        .expect("stream opens")
-        .into_inner();
-    assert_code(drain_import(s).await, Code::NotFound, "missing-export");
+    assert_code(
+        r.chat()
+            .import(pb::ImportRequest {
+                path: path_str(&missing),
+            })
+            .await,
+        Code::NotFound,
+        "missing-export",
+    );
+    for outside in ["/etc/passwd", "/no/such/file"] {
+        assert_code(
+            r.chat()
+                .import(pb::ImportRequest {
+                    path: outside.into(),
+                })
+                .await,
+            Code::PermissionDenied,
+            "chat.import_roots",
+        );
+    }
+    // Errors of the job itself arrive in the stream.
     let s = r
         .backup()
         .export(pb::ExportRequest {
@@ -977,6 +992,7 @@ async fn app_run_serves_grpc_and_stops() {
     let settings = ChatSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
         grpc_listen: grpc,
+        import_roots: vec![dir.path().to_owned()],
         ..ChatSettings::default()
     };
     let token = CancellationToken::new();

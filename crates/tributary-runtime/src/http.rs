@@ -3,7 +3,8 @@
 //!
 //! - a body limit ([`HttpLimits::body_limit`], 413 `resource_exhausted` past it);
 //! - a time limit per request until its response starts
-//!   ([`HttpLimits::request_timeout`], 504 `deadline_exceeded`);
+//!   ([`HttpLimits::request_timeout`], 504 `deadline_exceeded`), except on
+//!   upload routes ([`HttpLimits::untimed`]) that bound their own body reads;
 //! - a request id: the client's `x-request-id` if it sent a sane one, else a
 //!   new UUID, echoed in the response and recorded on the request's span;
 //! - per-route metrics with bounded labels (the route template, never the
@@ -38,6 +39,10 @@ pub struct HttpLimits {
     pub body_limit: usize,
     /// Longest time until a response starts (streamed bodies may go on).
     pub request_timeout: Duration,
+    /// Route templates (`"POST /api/x/upload"`) without that limit: large
+    /// uploads, whose handlers bound each body read themselves (an idle
+    /// client is cut off, a slow but steady one is not).
+    pub untimed: &'static [&'static str],
     /// Roles of routes that differ from the default (`GET`/`HEAD` need
     /// `read`, other methods `write`): a `POST` search that only reads, a
     /// destructive operation that needs `admin`.
@@ -49,6 +54,7 @@ impl Default for HttpLimits {
         Self {
             body_limit: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
+            untimed: &[],
             roles: &[],
         }
     }
@@ -126,12 +132,10 @@ pub fn layered_at(
     limits: HttpLimits,
     local: Option<std::net::SocketAddr>,
 ) -> Router {
-    let timeout = limits.request_timeout;
-    let roles = limits.roles;
     router
         .fallback(|| async { ApiError::not_found("no such route").into_response() })
         .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| plumbing(req, next, service, timeout, roles, local),
+            move |req: Request, next: Next| plumbing(req, next, service, limits, local),
         ))
         .layer(DefaultBodyLimit::max(limits.body_limit))
 }
@@ -140,10 +144,10 @@ async fn plumbing(
     mut req: Request,
     next: Next,
     service: &'static str,
-    timeout: Duration,
-    roles: &'static [RouteRole],
+    limits: HttpLimits,
     local: Option<std::net::SocketAddr>,
 ) -> Response {
+    let (timeout, roles) = (limits.request_timeout, limits.roles);
     let t0 = Instant::now();
     let method = req.method().as_str().to_owned();
     let route = req
@@ -167,13 +171,21 @@ async fn plumbing(
                 span.record("caller", p.name.as_str());
                 req.extensions_mut().insert(p);
             }
-            match tokio::time::timeout(timeout, next.run(req).instrument(span)).await {
-                Ok(r) => r,
-                Err(_) => ApiError::new(
-                    ErrorKind::DeadlineExceeded,
-                    format!("no response within {timeout:?}"),
-                )
-                .into_response(),
+            let untimed = limits
+                .untimed
+                .iter()
+                .any(|r| r.split_once(' ') == Some((method.as_str(), route.as_str())));
+            if untimed {
+                next.run(req).instrument(span).await
+            } else {
+                match tokio::time::timeout(timeout, next.run(req).instrument(span)).await {
+                    Ok(r) => r,
+                    Err(_) => ApiError::new(
+                        ErrorKind::DeadlineExceeded,
+                        format!("no response within {timeout:?}"),
+                    )
+                    .into_response(),
+                }
             }
         }
     };
@@ -312,6 +324,7 @@ mod tests {
             HttpLimits {
                 body_limit: 16,
                 request_timeout: Duration::from_millis(100),
+                untimed: &[],
                 roles: &[],
             },
         )

@@ -225,10 +225,14 @@ fn backup_location(out: &str) -> String {
 #[test]
 fn chat_cli_against_up_imports_searches_backs_up_and_restores() {
     let started = Instant::now();
-    let mut up = Up::start(&[]);
+    let work = tributary_testkit::temp_dir();
+    let backups = work.path().join("backups");
+    let mut up = Up::start(&[(
+        "TRIBUTARY__CHAT__BACKUP_DIR",
+        backups.to_str().expect("utf-8"),
+    )]);
     let admin = up.admin;
     up.wait_for(admin, "/readyz");
-    let work = tributary_testkit::temp_dir();
     let export = work.path().join("export");
     write_export(&export, 30);
     let export_arg = export.to_str().expect("utf-8 path");
@@ -282,10 +286,12 @@ fn chat_cli_against_up_imports_searches_backs_up_and_restores() {
     up.chat_until(&["users"], |out| users(out) == expected);
     assert_eq!(up.chat(&["users", "user3"]).trim(), "user3\tCarol\t10");
 
-    let backups = work.path().join("backups");
-    let to_dir = up.chat(&["backup", "--dir", backups.to_str().expect("utf-8")]);
+    // `--dir` is relative to `chat.backup_dir`; the export was uploaded
+    // (no import roots are set: the server reads no path of ours).
+    let to_dir = up.chat(&["backup", "--dir", "nightly"]);
     let file = backup_location(&to_dir);
     assert!(Path::new(&file).is_file(), "{to_dir}");
+    assert!(Path::new(&file).starts_with(&backups), "{file}");
     let to_objects = up.chat(&["backup", "--objects"]);
     let key = backup_location(&to_objects);
     // Keys are relative to `chat.backup_prefix` in the object store.

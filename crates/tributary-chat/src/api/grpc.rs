@@ -128,12 +128,13 @@ impl chat_service_server::ChatService for GrpcApi {
         if path.is_empty() {
             return Err(Status::invalid_argument("path is empty"));
         }
+        let path = self.svc.confine_import(path.as_ref())?;
         let svc = self.svc.clone();
         Ok(Response::new(job_stream(
             OnDisconnect::Cancel,
             convert::import_progress,
             convert::import_report,
-            move |progress| async move { svc.import(path.as_ref(), &progress).await },
+            move |progress| async move { svc.import(&path, &progress).await },
         )))
     }
 
@@ -224,7 +225,9 @@ impl backup_service_server::BackupService for GrpcApi {
         let r = req.into_inner();
         let format = convert::backup_format(r.format)?;
         let filter = convert::filter(r.filter)?;
-        let target = convert::backup_target(r.target)?;
+        let target = self
+            .svc
+            .confine_backup(&convert::backup_target(r.target)?)?;
         let svc = self.svc.clone();
         Ok(Response::new(job_stream(
             OnDisconnect::Finish,
@@ -239,7 +242,9 @@ impl backup_service_server::BackupService for GrpcApi {
         &self,
         req: Request<pb::RestoreRequest>,
     ) -> Result<Response<Self::RestoreStream>, Status> {
-        let source = convert::restore_source(req.into_inner().source)?;
+        let source = self
+            .svc
+            .confine_restore(&convert::restore_source(req.into_inner().source)?)?;
         let svc = self.svc.clone();
         Ok(Response::new(job_stream(
             OnDisconnect::Cancel,

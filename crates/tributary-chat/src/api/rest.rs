@@ -39,6 +39,7 @@ use crate::store::{AuditRecord, UserCount};
 pub(super) fn routes() -> OpenApiRouter<ChatService> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(import))
+        .routes(routes!(import_upload))
         .routes(routes!(search))
         .routes(routes!(count))
         .routes(routes!(delete))
@@ -67,13 +68,27 @@ pub const ROLES: &[RouteRole] = &[
     RouteRole("POST", "/api/chat/restore", Role::Admin),
 ];
 
+/// Routes without the API's overall time limit: the upload bounds each
+/// body read itself (`chat.upload_idle_secs`).
+pub const UNTIMED: &[&str] = &["POST /api/chat/import/upload"];
+
 /// Body of `POST /api/chat/import`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImportBody {
-    /// File, directory or zip on the server.
+    /// File, directory or zip on the server, under `chat.import_roots`.
     #[schema(value_type = String)]
     pub path: PathBuf,
+}
+
+/// Query of `POST /api/chat/import/upload`.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// File name of the upload (`result.json`, `messages.html`,
+    /// `export.zip`, a `.csv`/`.parquet` backup): what import detection reads.
+    pub name: String,
 }
 
 /// Result of search.
@@ -118,7 +133,7 @@ pub struct UsersQuery {
 pub struct BackupBody {
     #[serde(default)]
     pub filter: MessageFilter,
-    /// `{"dir": "/path"}` or `"objects"`.
+    /// `{"dir": "sub/dir"}` (under `chat.backup_dir`) or `"objects"`.
     pub target: BackupTarget,
     /// `"csv"` (default): RFC 4180 with a header row; `"parquet"`: one file,
     /// one row group per page of 5000 messages.
@@ -192,19 +207,72 @@ fn progress_sender<P: Serialize, D: Serialize>(
     }
 }
 
-/// Import a file, directory or zip on the server (idempotent)
+/// Import a file, directory or zip on the server, under `chat.import_roots` (idempotent)
 #[utoipa::path(post, path = "/api/chat/import", operation_id = "import",
     request_body = ImportBody,
     responses(
         (status = 200, description = "NDJSON stream, one line per JSON object: progress lines, then one done or error line",
             body = JobLine<ImportProgress, ImportReport>, content_type = "application/x-ndjson"),
-        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 400, description = "Malformed body, or a path that is not a regular file or directory", body = ErrorBody),
+        (status = 403, description = "Server paths off (`chat.import_roots` empty) or the path is outside them (same answer whether it exists or not)", body = ErrorBody),
+        (status = 404, description = "No such file under an import root", body = ErrorBody),
     ))]
-async fn import(State(svc): State<ChatService>, Json(body): Json<ImportBody>) -> Response {
-    ndjson::<ImportProgress, ImportReport, _, _>(move |tx| async move {
-        let progress = progress_sender::<ImportProgress, ()>(tx);
-        svc.import(&body.path, &progress).await
-    })
+async fn import(
+    State(svc): State<ChatService>,
+    Json(body): Json<ImportBody>,
+) -> Result<Response, ApiError> {
+    let path = svc.confine_import(&body.path)?;
+    Ok(ndjson::<ImportProgress, ImportReport, _, _>(
+        move |tx| async move {
+            let progress = progress_sender::<ImportProgress, ()>(tx);
+            svc.import(&path, &progress).await
+        },
+    ))
+}
+
+/// Upload an export (one file, or a zip of a directory) and import it (idempotent)
+///
+/// The body is streamed to a private spool on the server (never held in
+/// memory), at most `chat.max_upload_bytes`, cut off after
+/// `chat.upload_idle_secs` without data, imported, then removed. A body
+/// whose `Content-Length` is over the limit is refused with 413 before
+/// anything is read; a longer chunked body ends the stream with an error
+/// line.
+#[utoipa::path(post, path = "/api/chat/import/upload", operation_id = "importUpload",
+    params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+        description = "The file's bytes: Telegram JSON or HTML, a zip of an export directory, or a CSV/Parquet backup"),
+    responses(
+        (status = 200, description = "NDJSON stream, one line per JSON object: progress lines, then one done or error line",
+            body = JobLine<ImportProgress, ImportReport>, content_type = "application/x-ndjson"),
+        (status = 400, description = "Missing or odd name", body = ErrorBody),
+        (status = 413, description = "Content-Length over `chat.max_upload_bytes`", body = ErrorBody),
+    ))]
+async fn import_upload(
+    State(svc): State<ChatService>,
+    Query(q): Query<UploadQuery>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = crate::service::upload_name(&q.name)?;
+    let max = svc.settings().max_upload_bytes;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > max) {
+        return Err(Error::TooLarge(format!(
+            "upload {name}: {n} bytes, larger than chat.max_upload_bytes ({max} bytes)"
+        ))
+        .into());
+    }
+    Ok(ndjson::<ImportProgress, ImportReport, _, _>(
+        move |tx| async move {
+            let progress = progress_sender::<ImportProgress, ()>(tx);
+            svc.import_upload(&name, body.into_data_stream(), &progress)
+                .await
+        },
+    ))
 }
 
 /// A page of messages
@@ -308,13 +376,20 @@ async fn audit(
         (status = 200, description = "NDJSON stream, one line per JSON object: progress lines, then one done or error line",
             body = JobLine<BackupProgress, BackupReport>, content_type = "application/x-ndjson"),
         (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 403, description = "Server directories off (`chat.backup_dir` empty) or the directory is outside it", body = ErrorBody),
     ))]
-async fn backup(State(svc): State<ChatService>, Json(body): Json<BackupBody>) -> Response {
-    ndjson::<BackupProgress, BackupReport, _, _>(move |tx| async move {
-        let progress = progress_sender::<BackupProgress, ()>(tx);
-        svc.backup(&body.filter, &body.target, body.format, &progress)
-            .await
-    })
+async fn backup(
+    State(svc): State<ChatService>,
+    Json(body): Json<BackupBody>,
+) -> Result<Response, ApiError> {
+    let target = svc.confine_backup(&body.target)?;
+    Ok(ndjson::<BackupProgress, BackupReport, _, _>(
+        move |tx| async move {
+            let progress = progress_sender::<BackupProgress, ()>(tx);
+            svc.backup(&body.filter, &target, body.format, &progress)
+                .await
+        },
+    ))
 }
 
 /// Import a backup (idempotent)
@@ -324,12 +399,20 @@ async fn backup(State(svc): State<ChatService>, Json(body): Json<BackupBody>) ->
         (status = 200, description = "NDJSON stream, one line per JSON object: progress lines, then one done or error line",
             body = JobLine<ImportProgress, ImportReport>, content_type = "application/x-ndjson"),
         (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 403, description = "Server paths off or the path is outside `chat.import_roots` and `chat.backup_dir`", body = ErrorBody),
+        (status = 404, description = "No such file under those roots", body = ErrorBody),
     ))]
-async fn restore(State(svc): State<ChatService>, Json(body): Json<RestoreBody>) -> Response {
-    ndjson::<ImportProgress, ImportReport, _, _>(move |tx| async move {
-        let progress = progress_sender::<ImportProgress, ()>(tx);
-        svc.restore(&body.source, &progress).await
-    })
+async fn restore(
+    State(svc): State<ChatService>,
+    Json(body): Json<RestoreBody>,
+) -> Result<Response, ApiError> {
+    let source = svc.confine_restore(&body.source)?;
+    Ok(ndjson::<ImportProgress, ImportReport, _, _>(
+        move |tx| async move {
+            let progress = progress_sender::<ImportProgress, ()>(tx);
+            svc.restore(&source, &progress).await
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -327,6 +327,7 @@ impl<R: Read> Scanner<R> {
         let msg = full
             .strip_suffix(&format!(" at line {rl} column {rc}"))
             .unwrap_or(&full);
+        let msg = &without_quoted_values(msg);
         let (line, column) = match rl {
             0 => (line0, col0),
             1 => (line0, (col0 - 1) + rc),
@@ -632,6 +633,18 @@ enum Scalar {
 }
 
 impl Scalar {
+    /// What kind of value this is, for error texts (which never carry the
+    /// value itself: it is file content).
+    fn shape(&self) -> &'static str {
+        match self {
+            Scalar::Absent => "absent",
+            Scalar::Null => "null",
+            Scalar::Str(_) => "a string",
+            Scalar::Int(_) => "an integer",
+            Scalar::Other => "not a string or an integer",
+        }
+    }
+
     fn into_string(self) -> Option<String> {
         match self {
             Scalar::Str(s) if !s.is_empty() => Some(s),
@@ -911,14 +924,22 @@ impl RawMessage {
     fn into_message(self, chat: &ChatInfo) -> Result<Message, Rejection> {
         let id = self.id.as_i64();
         let Some(id) = id else {
-            return Err((None, format!("message has no integer id ({:?})", self.id)));
+            return Err((
+                None,
+                format!("message has no integer id ({})", self.id.shape()),
+            ));
         };
         let reject = |reason: String| (Some(id), reason);
         let kind = match &self.kind {
             Scalar::Absent | Scalar::Null => MessageKind::Message,
             Scalar::Str(s) => MessageKind::parse(s)
                 .ok_or_else(|| reject(format!("unknown message type {s:?}")))?,
-            other => return Err(reject(format!("message type is not a string ({other:?})"))),
+            other => {
+                return Err(reject(format!(
+                    "message type is not a string ({})",
+                    other.shape()
+                )))
+            }
         };
         let date =
             json_date(&self.date, &self.date_unixtime).map_err(|r| reject(format!("date: {r}")))?;
@@ -997,16 +1018,19 @@ fn fast_local_time(b: &[u8]) -> Option<NaiveDateTime> {
 fn json_date(local: &Scalar, unix: &Scalar) -> Result<Option<MessageDate>, String> {
     let unix_secs = match unix {
         Scalar::Absent | Scalar::Null => None,
-        s => Some(s.as_i64().ok_or_else(|| format!("bad unixtime {s:?}"))?),
+        s => Some(
+            s.as_i64()
+                .ok_or_else(|| format!("bad unixtime ({}, not epoch seconds)", s.shape()))?,
+        ),
     };
     let local = match local {
         Scalar::Absent | Scalar::Null => None,
         Scalar::Str(s) => Some(match fast_local_time(s.as_bytes()) {
             Some(t) => t,
             None => NaiveDateTime::parse_from_str(s, JSON_DATE_FORMAT)
-                .map_err(|e| format!("bad local time {s:?}: {e}"))?,
+                .map_err(|e| format!("bad local time: {e}"))?,
         }),
-        other => return Err(format!("local time is not a string ({other:?})")),
+        other => return Err(format!("local time is not a string ({})", other.shape())),
     };
     Ok(match (local, unix_secs) {
         (Some(l), Some(u)) => Some(MessageDate::from_local_and_unix(l, u)),
@@ -1275,5 +1299,50 @@ mod tests {
             assert!(r.result.is_ok(), "{name}: {:?}", r.result);
             assert!(!r.messages.is_empty(), "{name}");
         }
+    }
+}
+
+/// `msg` with every double-quoted value removed: serde quotes the offending
+/// string (`invalid type: string "SECRET", expected i64`), and an error text
+/// must never carry a file's content (it reaches API answers and logs).
+fn without_quoted_values(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut chars = msg.chars();
+    while let Some(c) = chars.next() {
+        if c != '"' {
+            out.push(c);
+            continue;
+        }
+        // Skip to the closing quote (serde escapes inner quotes as \").
+        let mut escaped = false;
+        for c in chars.by_ref() {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, '"') => break,
+                _ => escaped = false,
+            }
+        }
+        if out.ends_with(' ') {
+            out.pop();
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    // Proves serde's quoted values are dropped from error texts, the rest kept.
+    #[test]
+    fn quoted_values_are_dropped() {
+        assert_eq!(
+            super::without_quoted_values(
+                r#"invalid type: string "SECRET \"x\" 123", expected i64"#
+            ),
+            "invalid type: string, expected i64"
+        );
+        assert_eq!(
+            super::without_quoted_values("missing field `id`"),
+            "missing field `id`"
+        );
     }
 }

@@ -50,8 +50,10 @@ fn trim_zeros(d: &[u8]) -> &[u8] {
     &d[n..]
 }
 
-/// Walks `dir` recursively, entries in [`natural_cmp`] order. Symlinks to
-/// directories are not followed (no cycles).
+/// Walks `dir` recursively, entries in [`natural_cmp`] order. Symlinks are
+/// not followed (no cycles, nothing read from outside the tree): they are
+/// counted as ignored, like anything that is neither a file nor a
+/// directory.
 pub(super) fn walk_dir(
     dir: &Path,
     on_event: &mut dyn FnMut(ParseEvent),
@@ -78,14 +80,8 @@ pub(super) fn walk_dir(
         let path = entry.path();
         let is_dir = match entry.file_type() {
             Ok(t) if t.is_symlink() => {
-                if std::fs::metadata(&path)
-                    .map(|m| m.is_dir())
-                    .unwrap_or(false)
-                {
-                    summary.files_ignored += 1;
-                    continue;
-                }
-                false
+                summary.files_ignored += 1;
+                continue;
             }
             Ok(t) => t.is_dir(),
             Err(e) => {
@@ -131,8 +127,12 @@ pub(super) fn parse_file(path: &Path, on_event: &mut dyn FnMut(ParseEvent), summ
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let file = match File::open(path) {
-        Ok(f) => f,
+    let file = match open_regular(path) {
+        Ok(Some(f)) => f,
+        Ok(None) => {
+            summary.files_ignored += 1;
+            return;
+        }
         Err(e) => return report(on_event, summary, &display, format!("cannot open: {e}")),
     };
     let mut reader = BufReader::with_capacity(BUF, file);
@@ -150,6 +150,19 @@ pub(super) fn parse_file(path: &Path, on_event: &mut dyn FnMut(ParseEvent), summ
     } else {
         parse_stream(&display, &base, &mut reader, on_event, summary);
     }
+}
+
+/// Opens `path` for reading only if it is a regular file: opened without
+/// blocking (a FIFO would block `open` until a writer comes) and checked on
+/// the open descriptor, so a FIFO or device named like an export is
+/// skipped (`None`) instead of pinning a thread.
+fn open_regular(path: &Path) -> std::io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    Ok(file.metadata()?.is_file().then_some(file))
 }
 
 /// Parses every entry of a zip archive, in [`natural_cmp`] order of names.
@@ -209,6 +222,37 @@ fn parse_zip(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Proves a FIFO and a symlink named like exports are skipped as ignored (a FIFO used to
+    // block the import forever) while the regular file next to them is parsed.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn fifos_and_symlinks_are_ignored() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.json"), "{}").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret.json"),
+            t.path().join("link.json"),
+        )
+        .unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(t.path().join("x.json"))
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::write(t.path().join("y.txt"), "not chat data").unwrap();
+        let mut summary = Summary::default();
+        let mut events = Vec::new();
+        walk_dir(
+            t.path(),
+            &mut |e| events.push(format!("{e:?}")),
+            &mut summary,
+        )
+        .unwrap();
+        assert_eq!(summary.files_ignored, 3, "{summary:?} {events:?}");
+        assert_eq!(summary.files_failed, 0, "{events:?}");
+    }
 
     // Proves export page names sort in Telegram's page order.
     #[test]

@@ -11,6 +11,8 @@
 
 mod backup;
 mod import;
+mod paths;
+mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use tributary_storage::Objects;
 
 pub use backup::{BackupFormat, BackupProgress, BackupReport, BackupTarget, RestoreSource};
 pub use import::{ImportProgress, ImportReport, ReportedError};
+pub use upload::upload_name;
 
 use crate::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
 use crate::domain::{AuditFilter, Message, MessageFilter, SearchRequest};

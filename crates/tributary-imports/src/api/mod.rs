@@ -88,6 +88,7 @@ pub fn limits(settings: &ImportsSettings) -> HttpLimits {
     HttpLimits {
         body_limit: usize::try_from(settings.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: settings.request_timeout(),
+        untimed: &[],
         roles: ROLES,
     }
 }
