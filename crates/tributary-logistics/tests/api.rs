@@ -337,6 +337,45 @@ async fn http_scenario(api: &TestApi) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(err(&r.json().await.unwrap()).1.contains("colour"));
+    // Strict bodies: an array is not an object (serde would take it as the
+    // fields in order), an explicit null on update is refused, not dropped,
+    // and a body over the limit is 413.
+    let r = h
+        .post(&base)
+        .json(&json!(["t", "m", 1.0, false]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(err(&r.json().await.unwrap()).1.contains("JSON object"));
+    for field in ["title", "material", "maximum_volume", "reusable"] {
+        let r = h
+            .put(format!("{base}/1"))
+            .json(&json!({ field: null }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{field}: null");
+        let (code, msg) = err(&r.json().await.unwrap());
+        assert_eq!(code, "invalid_argument");
+        assert!(msg.contains("null"), "{field}: {msg}");
+    }
+    let r = h
+        .put(format!("{base}/1"))
+        .json(&json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = h
+        .post(&base)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"title":"{}"}}"#, "x".repeat(3 << 20)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(err(&r.json().await.unwrap()).0, "resource_exhausted");
 
     // Describe errors.
     for (path, status, needle) in [

@@ -41,21 +41,58 @@ pub struct CreateBody {
 }
 
 /// Body of `PUT /v1/packages/{id}`: the fields to change (at least one).
+/// An absent field stays as it is; an explicit `null` is refused (400), as
+/// no field can be cleared.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 #[schema(as = UpdatePackage)]
 pub struct UpdateBody {
     /// New title, 1..32 characters.
     #[schema(min_length = 1, max_length = 32)]
+    #[serde(deserialize_with = "not_null")]
     pub title: Option<String>,
     /// New material, 1..32 characters.
     #[schema(min_length = 1, max_length = 32)]
+    #[serde(deserialize_with = "not_null")]
     pub material: Option<String>,
     /// New maximum volume, > 0, cm³.
     #[schema(exclusive_minimum = 0)]
+    #[serde(deserialize_with = "not_null")]
     pub maximum_volume: Option<f32>,
     /// New reusable flag.
+    #[serde(deserialize_with = "not_null")]
     pub reusable: Option<bool>,
+}
+
+/// A present field must hold a value: `null` would otherwise read as
+/// "absent" and the change be dropped silently.
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom(
+            "null is not a value here; leave the field out to keep it unchanged",
+        )),
+    }
+}
+
+/// A JSON body that must be an object: serde's derived structs also take
+/// an array (the fields in order), which no client means. Syntax errors
+/// and oversize bodies keep their rejections (400, 413).
+fn object_body<T: serde::de::DeserializeOwned>(
+    body: Result<Json<serde_json::Value>, JsonRejection>,
+) -> Result<T, AppError> {
+    let Json(v) = body?;
+    if !v.is_object() {
+        return Err(tributary_runtime::ApiError::invalid(
+            "body: expected a JSON object",
+        ));
+    }
+    serde_json::from_value(v)
+        .map_err(|e| tributary_runtime::ApiError::invalid(format!("body: {e}")))
 }
 
 /// Query of `GET /v1/packages`.
@@ -173,9 +210,9 @@ const INTERNAL: &str = "internal: internal error (no details)";
     ))]
 async fn create(
     State(svc): State<PackageService>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<IdBody>, AppError> {
-    let Json(b) = body?;
+    let b: CreateBody = object_body(body)?;
     let input = CreateInput {
         title: b.title,
         material: b.material,
@@ -237,10 +274,10 @@ async fn list(
 async fn update(
     State(svc): State<PackageService>,
     Path(id): Path<String>,
-    body: Result<Json<UpdateBody>, JsonRejection>,
+    body: Result<Json<serde_json::Value>, JsonRejection>,
 ) -> Result<Json<OkBody>, AppError> {
     let id = path_id(&id)?;
-    let Json(b) = body?;
+    let b: UpdateBody = object_body(body)?;
     let input = UpdateInput {
         title: b.title,
         material: b.material,
