@@ -252,8 +252,10 @@ async fn check_dlq(s: &Setup, topic: &str, keys: &[(&str, &str)], groups: usize)
     assert_eq!(got, want, "dead letters of {topic}");
 }
 
-/// The whole pipeline on `sql` + `bus` (see the module docs).
-async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duration) {
+/// The whole pipeline on `sql` + `bus` (see the module docs). `second`:
+/// a second `shop-filter` replica runs in a process of its own (Kafka), and
+/// every filter change must be applied by both.
+async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duration, second: bool) {
     let s = Setup::new(sql, bus, dir, patience);
     let log = dir.join("shop.log");
     let mut t = s.start(&ALL, &[], &log);
@@ -270,7 +272,12 @@ async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duratio
         (Some(""), None)
     );
 
-    let set_at = set_filter(api, &["iphone"], 1, &t);
+    let mut other = second.then(|| s.start(&["shop-filter"], &[], &dir.join("filter2.log")));
+    if let Some(o) = other.as_mut() {
+        o.wait_ready(Duration::from_secs(120));
+    }
+    let replicas = if second { 2 } else { 1 };
+    let set_at = set_filter(api, &["iphone"], replicas, &t);
     let iphone = compiled(FilterSpec::substring("iphone", set_at));
     // A bad regex is refused naming the problem, and the filter stays.
     let bad = shop(api, &["filter", "set", "--regex", "(iPhone"]);
@@ -352,11 +359,14 @@ async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duratio
     // Every product (and the two poison ones) went through the filter before it changes.
     let filter_in = r#"tributary_shop_records_in_total{service="shop-filter"}"#;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while t.metric(filter_in) < 442.0 {
+    let filter_total = |t: &Tributary, o: &Option<Tributary>| {
+        t.metric(filter_in) + o.as_ref().map_or(0.0, |o| o.metric(filter_in))
+    };
+    while filter_total(&t, &other) < 442.0 {
         assert!(
             Instant::now() < deadline,
             "filter at {}\n{}",
-            t.metric(filter_in),
+            filter_total(&t, &other),
             t.log_text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -370,7 +380,7 @@ async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duratio
         .contains("iphone")));
 
     // A new filter applies to every later product.
-    let set_at = set_filter(api, &["--regex", "^Samsung"], 1, &t);
+    let set_at = set_filter(api, &["--regex", "^Samsung"], replicas, &t);
     let samsung = compiled(FilterSpec::regex("^Samsung", false, set_at));
     let batch3 = products(11, 400..600);
     send(api, dir, "p3.ndjson", "products", &batch3, &[]);
@@ -378,10 +388,11 @@ async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duratio
     assert!(batch3.iter().any(|p| iphone.passes(p)) && batch3.iter().any(|p| samsung.passes(p)));
     let want_pairs = pairs(&prompts, &seen);
     wait_counts(api, (640, filtered(&seen), want_pairs.len() as u64), &[&t]);
-    let rejected = t.metric("tributary_shop_records_rejected_total");
+    let both = |name: &str| t.metric(name) + other.as_ref().map_or(0.0, |o| o.metric(name));
+    let rejected = both("tributary_shop_records_rejected_total");
     assert!(rejected >= 5.0, "rejected records counted: {rejected}");
     assert!(t.metric("tributary_shop_join_matches_total") >= want_pairs.len() as f64);
-    assert!(t.metric("tributary_shop_filter_pass_ratio") > 0.0);
+    assert!(both("tributary_shop_filter_pass_ratio") > 0.0);
 
     // After a restart the filter is the same, and still applies.
     let st = t.stop(Duration::from_secs(30));
@@ -413,6 +424,10 @@ async fn pipeline_end_to_end(sql: &str, bus: &str, dir: &Path, patience: Duratio
     );
     let st = t.stop(Duration::from_secs(30));
     assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
+    if let Some(o) = other.as_mut() {
+        let st = o.stop(Duration::from_secs(30));
+        assert!(st.success(), "exit after SIGTERM: {st}\n{}", o.log_text());
+    }
 
     // Poison records reached the dead-letter topics with the field named: products from the
     // filter's and the sink's group each, the prompt from the join's.
@@ -440,10 +455,11 @@ async fn pipeline_end_to_end_sqlite_embedded() {
     let dir = tributary_testkit::temp_dir();
     let sql = format!("sqlite://{}", dir.path().join("t.db").display());
     let bus = format!("sqlite://{}", dir.path().join("bus.db").display());
-    pipeline_end_to_end(&sql, &bus, dir.path(), Duration::from_secs(3)).await;
+    pipeline_end_to_end(&sql, &bus, dir.path(), Duration::from_secs(3), false).await;
 }
 
-// Proves the same on PostgreSQL + Kafka.
+// Proves the same on PostgreSQL + Kafka, with a second filter replica in another process that
+// applies every filter change too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipeline_end_to_end_postgres_kafka() {
     use tributary_testkit::{backend, fresh_postgres_db, Backend};
@@ -452,7 +468,7 @@ async fn pipeline_end_to_end_postgres_kafka() {
     };
     let dir = tributary_testkit::temp_dir();
     let sql = fresh_postgres_db(&pg).await.unwrap();
-    pipeline_end_to_end(&sql, &kafka, dir.path(), Duration::from_secs(60)).await;
+    pipeline_end_to_end(&sql, &kafka, dir.path(), Duration::from_secs(60), true).await;
 }
 
 /// `names` x `per_name` prompts (over 5 users) and `names` x
