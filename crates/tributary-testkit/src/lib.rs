@@ -144,6 +144,42 @@ pub async fn read_topic(
     out
 }
 
+/// Reads `topic` on the bus `url` from the start, under a new group,
+/// until `done` says the records read so far are enough (then returns
+/// them) or `timeout` passes (then returns what it has). For a check that
+/// knows what the topic must hold: a slow broker pausing mid-read does not
+/// end the read early.
+///
+/// # Panics
+/// When the bus cannot be reached or read.
+pub async fn read_topic_until(
+    url: &str,
+    topic: &str,
+    timeout: std::time::Duration,
+    done: impl Fn(&[tributary_bus::Message]) -> bool,
+) -> Vec<tributary_bus::Message> {
+    let bus = tributary_bus::connect(url, &tributary_bus::BusConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("connect to the bus {url}: {e}"));
+    let mut c = bus
+        .subscribe(
+            &unique("reader"),
+            &[topic.to_owned()],
+            tributary_bus::ConsumerOptions::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}"));
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !done(&out) {
+        match tokio::time::timeout_at(deadline, c.recv()).await {
+            Ok(m) => out.push(m.unwrap_or_else(|e| panic!("read {topic}: {e}"))),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 /// A fresh temporary directory removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap_or_else(|e| panic!("create temp dir: {e}"))

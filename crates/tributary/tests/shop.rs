@@ -595,23 +595,30 @@ async fn join_killed_mid_stream(sql: &str, bus: &str, dir: &Path, split: bool, p
         .find(|(k, _)| k == "TRIBUTARY__SHOP__RECOMMENDATIONS_TOPIC")
         .unwrap()
         .1;
-    let out = tributary_testkit::read_topic(&s.bus, recom_topic, patience).await;
-    let keys: BTreeSet<String> = out
-        .iter()
-        .map(|m| {
-            let key = String::from_utf8_lossy(m.header("shop.key").unwrap()).into_owned();
-            let prompt = String::from_utf8_lossy(m.key.as_deref().unwrap()).into_owned();
-            assert!(
-                key.starts_with(&format!("{prompt}:")),
-                "keyed by prompt id: {key}"
-            );
-            key
-        })
-        .collect();
+    let key_of = |m: &tributary_bus::Message| {
+        String::from_utf8_lossy(m.header("shop.key").unwrap()).into_owned()
+    };
+    let distinct = |ms: &[tributary_bus::Message]| ms.iter().map(key_of).collect::<BTreeSet<_>>();
+    let out = tributary_testkit::read_topic_until(
+        &s.bus,
+        recom_topic,
+        patience + Duration::from_secs(120),
+        |ms| ms.len() >= all.len() && distinct(ms).len() >= all.len(),
+    )
+    .await;
+    for m in &out {
+        let prompt = String::from_utf8_lossy(m.key.as_deref().unwrap()).into_owned();
+        let key = key_of(m);
+        assert!(
+            key.starts_with(&format!("{prompt}:")),
+            "keyed by prompt id: {key}"
+        );
+    }
+    let keys = distinct(&out);
     assert_eq!(keys, all, "the output topic holds every pair");
     eprintln!(
         "shop join SIGKILL at {at_kill} of {} recommendations: all {} pairs in the table once; \
-         {} records on the output topic, {outputs} emitted after the restart",
+         {} output records read until every pair was seen, {outputs} emitted after the restart",
         all.len(),
         all.len(),
         out.len()
