@@ -112,6 +112,21 @@ fn url_without_db(base: &str) -> String {
     format!("{scheme}://{authority}")
 }
 
+/// A consumer of `topic` on the bus `url` from the start, under a new group
+/// (the reading side of [`read_topic`] and [`read_topic_until`]).
+async fn reader(url: &str, topic: &str) -> Box<dyn tributary_bus::Consumer> {
+    let bus = tributary_bus::connect(url, &tributary_bus::BusConfig::default())
+        .await
+        .unwrap_or_else(|e| panic!("connect to the bus {url}: {e}"));
+    bus.subscribe(
+        &unique("reader"),
+        &[topic.to_owned()],
+        tributary_bus::ConsumerOptions::default(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}"))
+}
+
 /// Reads every record of `topic` on the bus `url` from the start, under a
 /// new group: waits up to `first` for the first record, then until the
 /// topic has been quiet for 5 s (for the embedded bus: after the process
@@ -124,17 +139,7 @@ pub async fn read_topic(
     topic: &str,
     first: std::time::Duration,
 ) -> Vec<tributary_bus::Message> {
-    let bus = tributary_bus::connect(url, &tributary_bus::BusConfig::default())
-        .await
-        .unwrap_or_else(|e| panic!("connect to the bus {url}: {e}"));
-    let mut c = bus
-        .subscribe(
-            &unique("reader"),
-            &[topic.to_owned()],
-            tributary_bus::ConsumerOptions::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}"));
+    let mut c = reader(url, topic).await;
     let mut out = Vec::new();
     let mut wait = first;
     while let Ok(m) = tokio::time::timeout(wait, c.recv()).await {
@@ -158,17 +163,7 @@ pub async fn read_topic_until(
     timeout: std::time::Duration,
     done: impl Fn(&[tributary_bus::Message]) -> bool,
 ) -> Vec<tributary_bus::Message> {
-    let bus = tributary_bus::connect(url, &tributary_bus::BusConfig::default())
-        .await
-        .unwrap_or_else(|e| panic!("connect to the bus {url}: {e}"));
-    let mut c = bus
-        .subscribe(
-            &unique("reader"),
-            &[topic.to_owned()],
-            tributary_bus::ConsumerOptions::default(),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("subscribe to {topic}: {e}"));
+    let mut c = reader(url, topic).await;
     let deadline = tokio::time::Instant::now() + timeout;
     let mut out = Vec::new();
     while !done(&out) {
