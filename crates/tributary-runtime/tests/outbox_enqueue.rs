@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use tributary_runtime::outbox::{NewEvent, OutboxConnection, OutboxStore};
+use tributary_runtime::outbox::{NewEvent, OutboxConnection, OutboxStore, Release};
 use tributary_storage::stmt::Pool;
 use tributary_storage::BeginWrite;
 use tributary_testkit::{Sql, TestDb};
@@ -158,4 +158,96 @@ async fn claim_waits_for_a_locked_head_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_waits_for_a_locked_head_postgres() {
     head_locked(Sql::Postgres).await;
+}
+
+/// The claim rules on both dialects, through the partial indexes of
+/// migration 0002: a live lease or a backoff makes its key wait while
+/// other keys go on; an expired lease is taken over together with the
+/// key's later events, in id order; the old owner can no longer delete
+/// what it lost.
+async fn claim_rules(kind: Sql) {
+    let Some(db) = TestDb::open(kind).await else {
+        return;
+    };
+    let store = OutboxStore::new(db.db.clone(), "t");
+    store.migrate().await.unwrap();
+    // Every relay of a deployment claims with the same lease (a claim
+    // judges other owners' leases by its own).
+    const LEASE: Duration = Duration::from_secs(2);
+    // ids in this order: a0 b0 a1 c0 c1
+    let rows: Vec<(Vec<u8>, String, Vec<u8>)> =
+        [("a", 0u8), ("b", 0), ("a", 1), ("c", 0), ("c", 1)]
+            .iter()
+            .map(|(k, i)| {
+                (
+                    k.as_bytes().to_vec(),
+                    String::new(),
+                    format!("{k}{i}").into_bytes(),
+                )
+            })
+            .collect();
+    write(&db, &rows, true).await;
+    let names = |events: &[tributary_runtime::outbox::OutboxEvent]| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| String::from_utf8(e.payload.clone()).unwrap())
+            .collect()
+    };
+
+    let first = store.claim("r1", LEASE, 2).await.unwrap();
+    assert_eq!(names(&first), ["a0", "b0"], "the first events by id");
+    let second = store.claim("r2", LEASE, 10).await.unwrap();
+    assert_eq!(
+        names(&second),
+        ["c0", "c1"],
+        "a and b wait behind r1's live lease"
+    );
+    store
+        .release(
+            "r2",
+            &[
+                (
+                    second[0].id,
+                    Release::Failed {
+                        backoff: Duration::from_secs(60),
+                    },
+                ),
+                (second[1].id, Release::Untried),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.claim("r2", LEASE, 10).await.unwrap().is_empty(),
+        "a and b leased, c backing off: nothing to claim"
+    );
+
+    tokio::time::sleep(LEASE + Duration::from_millis(300)).await;
+    let taken = store.claim("r2", LEASE, 10).await.unwrap();
+    assert_eq!(
+        names(&taken),
+        ["a0", "b0", "a1"],
+        "r1's expired lease taken over with a's later event, in id order; c still backs off"
+    );
+    assert_eq!(
+        store
+            .delete_sent("r1", &[first[0].id, first[1].id])
+            .await
+            .unwrap(),
+        0,
+        "r1 lost its lease: its late delete removes nothing"
+    );
+    let ids: Vec<i64> = taken.iter().map(|e| e.id).collect();
+    assert_eq!(store.delete_sent("r2", &ids).await.unwrap(), 3);
+    assert_eq!(store.pending().await.unwrap(), 2, "c0 and c1 remain");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_rules_sqlite() {
+    claim_rules(Sql::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_rules_postgres() {
+    claim_rules(Sql::Postgres).await;
 }

@@ -301,7 +301,9 @@ async fn ours(
         ..DocsSettings::default()
     };
     let cache = Cache::connect(&CacheConfig::default()).await?;
-    let relay = Relay::new(store.outbox(), bus.clone(), settings.relay.clone(), plain());
+    let (tap, mut taps) = tokio::sync::mpsc::unbounded_channel();
+    let relay = Relay::new(store.outbox(), bus.clone(), settings.relay.clone(), plain())
+        .with_latency_tap(tap);
     let executor = Arc::new(Executor::new(
         store.clone(),
         Some(cache),
@@ -342,16 +344,37 @@ async fn ours(
     if table != *want {
         bail!("{name}: the final table differs from the reference merge");
     }
+    let mut latencies = Vec::new();
+    while let Ok(d) = taps.try_recv() {
+        latencies.push(d);
+    }
+    let (hits, misses) = executor.cache_lookups();
     Ok(Run {
         name,
         updates: n,
         seconds,
         note: format!(
-            "all durable after {:.2} s; table = reference merge ({} urls)",
+            "all durable after {:.2} s; table = reference merge ({} urls); \
+             cache hit ratio {:.3} ({hits} hits, {misses} misses); \
+             commit->ack p50 {} p99 {} ({} events)",
             durable_at.unwrap_or(seconds),
-            want.len()
+            want.len(),
+            hits as f64 / ((hits + misses).max(1)) as f64,
+            quantile_ms(&mut latencies, 0.50),
+            quantile_ms(&mut latencies, 0.99),
+            latencies.len(),
         ),
     })
+}
+
+/// The `q` quantile of `v` in milliseconds, as text ("-" when empty).
+fn quantile_ms(v: &mut [Duration], q: f64) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    v.sort_unstable();
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    format!("{:.1} ms", v[i.min(v.len() - 1)].as_secs_f64() * 1e3)
 }
 
 /// (c) quixstreams, as a child process; its script prints one JSON object

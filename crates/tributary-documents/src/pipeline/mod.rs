@@ -127,6 +127,9 @@ pub struct Executor {
     health: ExecutorHealth,
     /// Messages whose batch is durable (applied or dead-lettered).
     done: AtomicU64,
+    /// Prior states found in / missing from the cache, this process.
+    hits: AtomicU64,
+    misses: AtomicU64,
     /// Set while the cache is bypassed after a failure: until when.
     cache_down: Mutex<Option<Instant>>,
 }
@@ -158,6 +161,8 @@ impl Executor {
             settings,
             health: ExecutorHealth::default(),
             done: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             cache_down: Mutex::new(None),
         }
     }
@@ -172,6 +177,16 @@ impl Executor {
     /// yet. For progress reports and the benchmark.
     pub fn messages_done(&self) -> u64 {
         self.done.load(Ordering::Relaxed)
+    }
+
+    /// Prior-state look-ups of this process answered by the cache, and
+    /// those that went to the database (the `cache_hits`/`cache_misses`
+    /// counters, readable in process). For the benchmark.
+    pub fn cache_lookups(&self) -> (u64, u64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.misses.load(Ordering::Relaxed),
+        )
     }
 
     /// The store.
@@ -340,12 +355,15 @@ impl Executor {
         }
         report.cache_hits = prior.len();
         metrics::counter!(m::CACHE_HITS).increment(prior.len() as u64);
+        self.hits.fetch_add(prior.len() as u64, Ordering::Relaxed);
         let misses: Vec<&str> = urls
             .iter()
             .copied()
             .filter(|u| !prior.contains_key(*u))
             .collect();
         metrics::counter!(m::CACHE_MISSES).increment(misses.len() as u64);
+        self.misses
+            .fetch_add(misses.len() as u64, Ordering::Relaxed);
         let from_db = if misses.is_empty() {
             HashMap::new()
         } else {
