@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use tributary_platform::telemetry::Series;
 use tributary_platform::Started;
-use tributary_runtime::{Context, Service, SettingsSection, System, SystemCli, TopicSpec};
+use tributary_runtime::{series, Context, Service, SettingsSection, System, SystemCli, TopicSpec};
 
 use crate::app::{self, Backends};
 use crate::domain::events::{AUDIT_TOPIC, USER_COUNTER_TOPIC};
@@ -79,6 +80,9 @@ impl Service for Api {
     fn listens(&self) -> &'static [&'static str] {
         &["chat.listen", "chat.grpc_listen"]
     }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        tributary_runtime::http::series("chat-api")
+    }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let (service, _) = build(&ctx, true).await?;
         let settings = ctx.section::<ChatSettings>();
@@ -95,6 +99,9 @@ impl Service for Outbox {
     }
     fn about(&self) -> &'static str {
         "chat outbox relay: committed count events to user-message-counter"
+    }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        series::outbox(crate::store::OUTBOX_NAMESPACE)
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let (service, backends) = build(&ctx, false).await?;
@@ -121,6 +128,11 @@ impl Service for Users {
     fn about(&self) -> &'static str {
         "chat user counter: consumes count events into per-user counts (and prunes applied ids)"
     }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        let mut out = series::consumer(&[USER_COUNTER_TOPIC]);
+        out.push(Series::counter(crate::consumers::APPLIED_IDS_PRUNED));
+        out
+    }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let (service, backends) = build(&ctx, false).await?;
         let settings = ctx.section::<ChatSettings>();
@@ -144,6 +156,9 @@ impl Service for Audit {
     }
     fn about(&self) -> &'static str {
         "chat audit consumer: log records of every service into the audit log"
+    }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        series::consumer(&[AUDIT_TOPIC])
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let (service, backends) = build(&ctx, false).await?;

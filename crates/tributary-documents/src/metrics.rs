@@ -24,3 +24,24 @@ pub const BATCH_RETRIES: &str = "tributary_docs_batch_retries_total";
 pub const BATCH_SIZE: &str = "tributary_docs_batch_size";
 /// Histogram: seconds of a batch's database transaction (upsert + outbox + commit).
 pub const COMMIT_SECONDS: &str = "tributary_docs_commit_seconds";
+
+/// The executor's series, to register at start (all without labels).
+pub fn series() -> Vec<tributary_platform::telemetry::Series> {
+    use tributary_platform::telemetry::Series;
+    let counters = [
+        UPDATES_IN,
+        MERGED,
+        UNCHANGED,
+        EMITTED,
+        DEAD_LETTERED,
+        CACHE_HITS,
+        CACHE_MISSES,
+        CACHE_ERRORS,
+        BATCH_RETRIES,
+    ];
+    counters
+        .into_iter()
+        .map(Series::counter)
+        .chain([BATCH_SIZE, COMMIT_SECONDS].map(Series::histogram))
+        .collect()
+}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use tributary_platform::telemetry::Series;
 use tributary_platform::Started;
 use tributary_runtime::http::{self, HttpLimits};
 use tributary_runtime::{Context, Service, SettingsSection, System, SystemCli, TopicSpec};
@@ -61,6 +62,9 @@ impl Service for ExecutorService {
     fn about(&self) -> &'static str {
         "document-update executor: doc-updates-incoming -> merge -> documents table + outbox"
     }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        crate::metrics::series()
+    }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let settings = ctx.section::<DocsSettings>();
         let store = open_store(&ctx).await?;
@@ -83,6 +87,9 @@ impl Service for Outbox {
     }
     fn about(&self) -> &'static str {
         "docs outbox relay: committed merged documents to doc-updates-outgoing"
+    }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        tributary_runtime::series::outbox(crate::store::OUTBOX_NAMESPACE)
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let settings = ctx.section::<DocsSettings>();
@@ -111,6 +118,9 @@ impl Service for Api {
     }
     fn listens(&self) -> &'static [&'static str] {
         &["docs.http_listen"]
+    }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        http::series("docs-api")
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let settings = ctx.section::<DocsSettings>();

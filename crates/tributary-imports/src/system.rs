@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use tributary_bus::runner::{Backoff, RunnerConfig};
 use tributary_bus::Record;
+use tributary_platform::telemetry::Series;
 use tributary_platform::Started;
 use tributary_runtime::http;
 use tributary_runtime::outbox::{Encoder, OutboxEvent};
@@ -89,6 +90,15 @@ pub fn encoder(files_topic: String) -> Encoder {
     })
 }
 
+/// The kind names the services will label their metrics with (the
+/// built-in kinds when the configured ones do not load; the service then
+/// fails at start with the reason).
+fn kind_names(settings: &ImportsSettings) -> Vec<String> {
+    Kinds::load(settings)
+        .unwrap_or_else(|_| Kinds::builtin())
+        .names()
+}
+
 /// The bus runner settings of the processor.
 pub fn runner_config(settings: &ImportsSettings) -> RunnerConfig {
     let mut cfg = RunnerConfig::new(settings.group.clone(), &[settings.files_topic.as_str()]);
@@ -112,6 +122,12 @@ impl Service for ApiService {
     }
     fn listens(&self) -> &'static [&'static str] {
         &["imports.http_listen"]
+    }
+    fn metrics(&self, ctx: &Context) -> Vec<Series> {
+        let settings = ctx.section::<ImportsSettings>();
+        let mut out = http::series("imports-api");
+        out.extend(crate::metrics::api_series(&kind_names(&settings)));
+        out
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let settings = ctx.section::<ImportsSettings>();
@@ -155,6 +171,12 @@ impl Service for ProcessorService {
     fn about(&self) -> &'static str {
         "imports processor: processedFile -> stream the body back, validate, load by natural key + outbox"
     }
+    fn metrics(&self, ctx: &Context) -> Vec<Series> {
+        let settings = ctx.section::<ImportsSettings>();
+        let mut out = tributary_runtime::series::consumer(&[settings.files_topic.as_str()]);
+        out.extend(crate::metrics::processor_series(&kind_names(&settings)));
+        out
+    }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let settings = ctx.section::<ImportsSettings>();
         let store = open_store(&ctx).await?;
@@ -187,6 +209,9 @@ impl Service for Outbox {
     }
     fn about(&self) -> &'static str {
         "imports outbox relay: FileExtractSuccess to processedFile, the other import events to importEvents"
+    }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        tributary_runtime::series::outbox(crate::store::OUTBOX_NAMESPACE)
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let settings = ctx.section::<ImportsSettings>();

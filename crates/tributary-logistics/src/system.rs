@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use tributary_platform::telemetry::Series;
 use tributary_platform::Started;
 use tributary_runtime::{Context, Service, SettingsSection, System, SystemCli, TopicSpec};
 
@@ -46,6 +47,11 @@ impl Service for Api {
     fn listens(&self) -> &'static [&'static str] {
         &["logistics.grpc_listen", "logistics.http_listen"]
     }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        let mut out = tributary_runtime::http::series("logistics-api");
+        out.extend(crate::metrics::api_series());
+        out
+    }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let db = ctx.db().await?;
         let settings = ctx.section::<LogisticsSettings>();
@@ -62,6 +68,9 @@ impl Service for Relay {
     }
     fn about(&self) -> &'static str {
         "logistics outbox relay: package events to the bus topic omp-package-events"
+    }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        tributary_runtime::series::outbox(crate::store::OUTBOX_NAMESPACE)
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let db = ctx.db().await?;

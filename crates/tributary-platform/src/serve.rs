@@ -30,6 +30,21 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ServerConfig;
+use crate::telemetry::Series;
+
+/// Gauge: open connections, by `server`.
+pub const CONNECTIONS: &str = "tributary_http_connections";
+/// Counter: connections closed because the request header did not arrive in time, by `server`.
+pub const HEADER_TIMEOUTS: &str = "tributary_http_header_timeouts_total";
+
+/// The series [`serve`] emits for the server named `server`, to register at
+/// start ([`crate::telemetry::register`]).
+pub fn series(server: &str) -> Vec<Series> {
+    vec![
+        Series::gauge(CONNECTIONS).label("server", server),
+        Series::counter(HEADER_TIMEOUTS).label("server", server),
+    ]
+}
 
 static CURRENT: OnceLock<ServerConfig> = OnceLock::new();
 
@@ -77,7 +92,7 @@ pub async fn serve_with(
     let tracker = TaskTracker::new();
     let saturated = Arc::new(AtomicBool::new(false));
     let name = server.to_owned();
-    let gauge = metrics::gauge!("tributary_http_connections", "server" => name.clone());
+    let gauge = metrics::gauge!(CONNECTIONS, "server" => name.clone());
     loop {
         if slots.available_permits() == 0 && !saturated.swap(true, Ordering::Relaxed) {
             tracing::warn!(server = %name, max_connections = max,
@@ -125,7 +140,7 @@ pub async fn serve_with(
             };
             if let Err(e) = result {
                 if e.is_timeout() {
-                    metrics::counter!("tributary_http_header_timeouts_total", "server" => name.clone())
+                    metrics::counter!(HEADER_TIMEOUTS, "server" => name.clone())
                         .increment(1);
                     tracing::debug!(server = %name, %peer, "request header not received in time; connection closed");
                 } else {

@@ -143,9 +143,147 @@ pub fn prometheus() -> PrometheusHandle {
         .clone()
 }
 
+/// The instrument of a declared [`Series`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// `counter!`: only goes up.
+    Counter,
+    /// `gauge!`: set, increased or decreased.
+    Gauge,
+    /// `histogram!`: rendered as a summary (quantiles, `_sum`, `_count`).
+    Histogram,
+}
+
+/// One series a service emits (its kind, name and label values), declared
+/// so that [`register`] can make it exist in `/metrics` before the first
+/// event: a dashboard or alert then sees 0 instead of no data, and a
+/// `label_values(...)` variable lists every value from the first scrape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Its instrument.
+    pub kind: MetricKind,
+    /// The Prometheus name, as the code emitting it spells it.
+    pub name: &'static str,
+    /// Label names and values, as the code emitting it sets them.
+    pub labels: Vec<(&'static str, String)>,
+    /// The gauge's value until the code first sets it: `None` leaves the
+    /// exporter's 0; `Some(f64::NAN)` for a value that is undefined until
+    /// then (a ratio of nothing).
+    pub initial: Option<f64>,
+}
+
+impl Series {
+    fn new(kind: MetricKind, name: &'static str) -> Self {
+        Self {
+            kind,
+            name,
+            labels: Vec::new(),
+            initial: None,
+        }
+    }
+
+    /// A counter without labels (add them with [`Series::label`]).
+    pub fn counter(name: &'static str) -> Self {
+        Self::new(MetricKind::Counter, name)
+    }
+
+    /// A gauge without labels.
+    pub fn gauge(name: &'static str) -> Self {
+        Self::new(MetricKind::Gauge, name)
+    }
+
+    /// A gauge that means nothing until first set (e.g. a pass ratio before
+    /// any record): registered as NaN, which Prometheus stores and Grafana
+    /// shows as no value, rather than a 0 that reads as a real ratio.
+    pub fn gauge_undefined(name: &'static str) -> Self {
+        Self {
+            initial: Some(f64::NAN),
+            ..Self::new(MetricKind::Gauge, name)
+        }
+    }
+
+    /// A histogram without labels.
+    pub fn histogram(name: &'static str) -> Self {
+        Self::new(MetricKind::Histogram, name)
+    }
+
+    /// This series with one more label.
+    #[must_use]
+    pub fn label(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.labels.push((name, value.into()));
+        self
+    }
+}
+
+/// Registers every series with the process-wide recorder ([`prometheus`])
+/// without recording anything: a counter renders 0, a gauge 0 (or its
+/// [`Series::initial`]), a histogram its summary with `_count 0` and
+/// `_sum 0` (metrics-exporter-prometheus 0.17 renders each quantile of an
+/// empty summary as 0). Call it at start, before the services run: a
+/// counter, histogram or plain gauge that exists already keeps its value,
+/// but a gauge with an [`Series::initial`] value is set to it.
+pub fn register(series: &[Series]) {
+    static METADATA: metrics::Metadata<'static> =
+        metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
+    let _ = prometheus();
+    metrics::with_recorder(|recorder| {
+        for s in series {
+            let labels: Vec<metrics::Label> = s
+                .labels
+                .iter()
+                .map(|(k, v)| metrics::Label::new(*k, v.clone()))
+                .collect();
+            let key = metrics::Key::from_parts(s.name, labels);
+            match s.kind {
+                MetricKind::Counter => drop(recorder.register_counter(&key, &METADATA)),
+                MetricKind::Gauge => {
+                    let gauge = recorder.register_gauge(&key, &METADATA);
+                    if let Some(v) = s.initial {
+                        gauge.set(v);
+                    }
+                }
+                MetricKind::Histogram => drop(recorder.register_histogram(&key, &METADATA)),
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Proves a registered series is in /metrics before anything is recorded: a counter and
+    // a gauge at 0, an undefined gauge as NaN, a histogram as an empty summary (`_count 0`,
+    // `_sum 0`, its quantiles); and that registering again keeps a recorded value.
+    #[test]
+    fn registered_series_render_before_first_use() {
+        let handle = prometheus();
+        register(&[
+            Series::counter("tributary_telemetry_test_total").label("kind", "a"),
+            Series::gauge("tributary_telemetry_test_gauge"),
+            Series::gauge_undefined("tributary_telemetry_test_ratio"),
+            Series::histogram("tributary_telemetry_test_seconds").label("kind", "a"),
+        ]);
+        let text = handle.render();
+        for line in [
+            "tributary_telemetry_test_total{kind=\"a\"} 0",
+            "tributary_telemetry_test_gauge 0",
+            "tributary_telemetry_test_ratio NaN",
+            "tributary_telemetry_test_seconds{kind=\"a\",quantile=\"0.99\"} 0",
+            "tributary_telemetry_test_seconds_sum{kind=\"a\"} 0",
+            "tributary_telemetry_test_seconds_count{kind=\"a\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} not in:\n{text}");
+        }
+        metrics::counter!("tributary_telemetry_test_total", "kind" => "a").increment(2);
+        register(&[Series::counter("tributary_telemetry_test_total").label("kind", "a")]);
+        let text = handle.render();
+        assert!(
+            text.lines()
+                .any(|l| l == "tributary_telemetry_test_total{kind=\"a\"} 2"),
+            "{text}"
+        );
+    }
 
     // Proves telemetry installs with OTLP export configured (no collector needed to start),
     // rejects a bad filter by name, and refuses a second installation.

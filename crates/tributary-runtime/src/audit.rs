@@ -109,6 +109,18 @@ tokio::task_local! {
 
 /// Metric of records dropped because the queue was full.
 pub const DROPPED_METRIC: &str = "tributary_audit_dropped_total";
+/// Metric of records the bus refused (dropped, see [`ship`]).
+pub const SEND_FAILURES_METRIC: &str = "tributary_audit_send_failures_total";
+
+/// The series of the audit layer and shipper, to register at start when
+/// auditing is enabled.
+pub fn series() -> Vec<tributary_platform::telemetry::Series> {
+    use tributary_platform::telemetry::Series;
+    vec![
+        Series::counter(DROPPED_METRIC),
+        Series::counter(SEND_FAILURES_METRIC),
+    ]
+}
 
 /// The layer; see the module docs.
 #[derive(Debug, Clone)]
@@ -270,7 +282,7 @@ pub async fn ship(mut queue: AuditQueue, bus: Bus, shutdown: CancellationToken) 
                     };
                     let record = Record::new(AUDIT_TOPIC, ev.service.into_bytes(), payload);
                     if let Err(e) = bus.send(record).await {
-                        metrics::counter!("tributary_audit_send_failures_total").increment(1);
+                        metrics::counter!(SEND_FAILURES_METRIC).increment(1);
                         tracing::debug!(error = %e, "audit record not shipped");
                     }
                 }

@@ -26,11 +26,31 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use tributary_platform::auth::{Denied, Principal, Role};
+use tributary_platform::telemetry::Series;
 
 use crate::error::{ApiError, ErrorKind};
 
 /// Header carrying the request id.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// Counter: requests answered, by `service`, `method`, `route` and `status`.
+pub const REQUESTS: &str = "tributary_http_requests_total";
+/// Histogram: seconds until the response started, by `service`, `method` and `route`.
+pub const REQUEST_SECONDS: &str = "tributary_http_request_duration_seconds";
+
+/// The series [`serve`] emits for the API `service`, to register at start
+/// (`Service::metrics`). Method, route and status are known only once a
+/// request arrives, so the request series are registered with `service`
+/// alone: a 0 rate per API from the first scrape, and the API listed by
+/// `label_values(tributary_http_requests_total, service)`.
+pub fn series(service: &'static str) -> Vec<Series> {
+    let mut out = vec![
+        Series::counter(REQUESTS).label("service", service),
+        Series::histogram(REQUEST_SECONDS).label("service", service),
+    ];
+    out.extend(tributary_platform::serve::series(service));
+    out
+}
 
 /// Limits and access policy of one HTTP API.
 #[derive(Debug, Clone, Copy)]
@@ -199,9 +219,8 @@ async fn plumbing(
         ("route", route),
         ("status", status),
     ];
-    metrics::counter!("tributary_http_requests_total", &labels).increment(1);
-    metrics::histogram!("tributary_http_request_duration_seconds", &labels[..3])
-        .record(t0.elapsed().as_secs_f64());
+    metrics::counter!(REQUESTS, &labels).increment(1);
+    metrics::histogram!(REQUEST_SECONDS, &labels[..3]).record(t0.elapsed().as_secs_f64());
     response
 }
 

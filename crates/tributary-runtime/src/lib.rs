@@ -6,6 +6,7 @@
 //! | [`system`] | [`System`], [`Service`], [`SystemCli`]: what a system crate exports |
 //! | [`context`] | [`Context`]: settings, lazily connected backends, readiness, shutdown |
 //! | [`settings`] | [`Settings`]: the platform part plus one typed section per system |
+//! | [`series`] | every metric series of a process registered at zero at start: the services' own, the bus runner's, the outbox relay's |
 //! | [`supervise`] | running services: restart with backoff under `up`, exit under `serve` |
 //! | [`error`] | [`ApiError`]: one error kind -> HTTP status, gRPC code, JSON body |
 //! | [`http`] | the shared HTTP layers: limits, request id, metrics, shutdown |
@@ -25,6 +26,7 @@ pub mod http;
 pub mod openapi;
 pub mod outbox;
 pub mod scope;
+pub mod series;
 pub mod settings;
 pub mod supervise;
 pub mod system;

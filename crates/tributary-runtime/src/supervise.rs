@@ -21,6 +21,9 @@ use tributary_platform::{ServiceState, Started};
 use crate::context::Context;
 use crate::system::Service;
 
+/// Counter: restarts of a failed service under `up`, by `service`.
+pub const RESTARTS: &str = "tributary_service_restarts_total";
+
 /// How failures are handled; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -136,8 +139,7 @@ async fn supervise(
                 }
                 let delay = backoff(failures);
                 failures = failures.saturating_add(1);
-                metrics::counter!("tributary_service_restarts_total", "service" => name)
-                    .increment(1);
+                metrics::counter!(RESTARTS, "service" => name).increment(1);
                 tracing::error!(parent: &span, service = name, error = %cause, restart_in = ?delay,
                     attempt = failures, "service failed; restarting it, the other services keep running");
                 started.set(ServiceState::Restarting(cause));

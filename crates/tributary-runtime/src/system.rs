@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use tributary_platform::telemetry::Series;
 use tributary_platform::Started;
 use tributary_storage::Migrations;
 
@@ -30,6 +31,16 @@ pub trait Service: Send + Sync {
     /// `chat.listen`), so tools and tests can move them all to free ports.
     fn listens(&self) -> &'static [&'static str] {
         &[]
+    }
+    /// The metric series this service emits, with the label values it will
+    /// use (its topics, outbox namespace, API name, ...), registered at zero
+    /// when the process starts, before the service runs, so every series a
+    /// dashboard or alert queries is in `/metrics` from the first scrape.
+    /// Building blocks supply their part: [`crate::http::series`],
+    /// [`crate::series::consumer`], [`crate::series::outbox`].
+    fn metrics(&self, ctx: &Context) -> Vec<Series> {
+        let _ = ctx;
+        Vec::new()
     }
     /// Runs until `ctx.shutdown` is cancelled, then drains and returns.
     /// Calls `started.listening(addr)` for every bound listener and

@@ -1,6 +1,8 @@
 //! The shop metrics (Prometheus names). The only label is `service`, one
 //! of the five shop service names, so cardinality is fixed.
 
+use tributary_platform::telemetry::Series;
+
 /// Counter: records consumed (or generated, for the emulator), by `service`.
 pub const RECORDS_IN: &str = "tributary_shop_records_in_total";
 /// Counter: records produced or written, by `service`.
@@ -29,3 +31,41 @@ pub const JOIN_LATE: &str = "tributary_shop_join_late_total";
 pub const JOIN_WATERMARK_LAG: &str = "tributary_shop_join_watermark_lag_seconds";
 /// Counter: join state reloads from the database after a failed record.
 pub const JOIN_RELOADS: &str = "tributary_shop_join_state_reloads_total";
+
+/// The record counters of the pipeline service `service`, to register at
+/// start: in and out, and rejected for a service that consumes (`consumes`).
+pub fn records(service: &'static str, consumes: bool) -> Vec<Series> {
+    let mut out = vec![
+        Series::counter(RECORDS_IN).label("service", service),
+        Series::counter(RECORDS_OUT).label("service", service),
+    ];
+    if consumes {
+        out.push(Series::counter(RECORDS_REJECTED).label("service", service));
+    }
+    out
+}
+
+/// The live filter's series. The pass ratio is undefined (NaN) until the
+/// first product.
+pub fn filter() -> Vec<Series> {
+    vec![
+        Series::counter(FILTER_PASSED),
+        Series::counter(FILTER_DROPPED),
+        Series::gauge_undefined(FILTER_PASS_RATIO),
+        Series::counter(FILTER_CHANGES),
+    ]
+}
+
+/// The join's series. The watermark lag is undefined (NaN) until the join
+/// has a stream time.
+pub fn join() -> Vec<Series> {
+    vec![
+        Series::gauge(JOIN_STATE_RECORDS),
+        Series::gauge(JOIN_STATE_KEYS),
+        Series::gauge(JOIN_STATE_EMITTED),
+        Series::gauge_undefined(JOIN_WATERMARK_LAG),
+        Series::counter(JOIN_MATCHES),
+        Series::counter(JOIN_LATE),
+        Series::counter(JOIN_RELOADS),
+    ]
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tributary_bus::runner::RunnerConfig;
+use tributary_platform::telemetry::Series;
 use tributary_platform::Started;
 use tributary_runtime::http::{self, HttpLimits};
 use tributary_runtime::{Context, Service, SettingsSection, System, SystemCli, TopicSpec};
@@ -87,6 +88,9 @@ impl Service for EmulatorService {
     fn about(&self) -> &'static str {
         "shop emulator: generated products to shop_products at shop.emulator_rate per second"
     }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        crate::metrics::records(crate::pipeline::emulator::SERVICE, false)
+    }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let s = ctx.section::<ShopSettings>();
         let bus = ctx.bus().await?;
@@ -116,6 +120,16 @@ impl Service for FilterService {
     }
     fn about(&self) -> &'static str {
         "shop filter: shop_products -> live name filter (control topic) -> analytic_products_filtered"
+    }
+    fn metrics(&self, ctx: &Context) -> Vec<Series> {
+        let s = ctx.section::<ShopSettings>();
+        let mut out = tributary_runtime::series::consumer(&[s.products_topic.as_str()]);
+        out.extend(crate::metrics::records(
+            crate::pipeline::filter::SERVICE,
+            true,
+        ));
+        out.extend(crate::metrics::filter());
+        out
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let s = ctx.section::<ShopSettings>();
@@ -169,6 +183,12 @@ impl Service for ApiService {
     }
     fn listens(&self) -> &'static [&'static str] {
         &["shop.http_listen"]
+    }
+    fn metrics(&self, _: &Context) -> Vec<Series> {
+        // Its control-topic follower applies filter changes too.
+        let mut out = http::series("shop-api");
+        out.push(Series::counter(crate::metrics::FILTER_CHANGES));
+        out
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let settings = ctx.section::<ShopSettings>();
@@ -224,6 +244,19 @@ impl Service for JoinService {
     fn about(&self) -> &'static str {
         "shop recommendations: prompts x filtered products on the normalised name within the window -> personal_recom (state in SQL)"
     }
+    fn metrics(&self, ctx: &Context) -> Vec<Series> {
+        let s = ctx.section::<ShopSettings>();
+        let mut out = tributary_runtime::series::consumer(&[
+            s.prompts_topic.as_str(),
+            s.filtered_topic.as_str(),
+        ]);
+        out.extend(crate::metrics::records(
+            crate::pipeline::join::SERVICE,
+            true,
+        ));
+        out.extend(crate::metrics::join());
+        out
+    }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let s = ctx.section::<ShopSettings>();
         let store = open_store(&ctx).await?;
@@ -273,6 +306,19 @@ impl Service for SinkService {
     }
     fn about(&self) -> &'static str {
         "shop sink: products, filtered products and recommendations upserted into their tables"
+    }
+    fn metrics(&self, ctx: &Context) -> Vec<Series> {
+        let s = ctx.section::<ShopSettings>();
+        let mut out = tributary_runtime::series::consumer(&[
+            s.products_topic.as_str(),
+            s.filtered_topic.as_str(),
+            s.recommendations_topic.as_str(),
+        ]);
+        out.extend(crate::metrics::records(
+            crate::pipeline::sink::SERVICE,
+            true,
+        ));
+        out
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let s = ctx.section::<ShopSettings>();

@@ -162,6 +162,8 @@ async fn serve(
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let ctx = Arc::new(Context::new(settings, shutdown::on_signals()));
     let token = ctx.shutdown.clone();
+    // Before the admin server: every series a dashboard queries is in the first scrape.
+    let series = tributary_runtime::series::register_at_start(&ctx, &services, mode);
     // Before the admin server: /readyz is 503 until each of them is ready.
     let registered = supervise::register(&ctx, services);
     if mode == Mode::Up {
@@ -189,6 +191,7 @@ async fn serve(
     tracing::info!(
         admin = %format!("http://{addr}"),
         services = ?registered,
+        metric_series = series,
         data_dir = %ctx.settings.data_dir.display(),
         "tributary is starting; /readyz turns 200 once every service is ready; Ctrl-C stops it"
     );

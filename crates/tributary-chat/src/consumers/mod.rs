@@ -6,7 +6,7 @@ mod user_counter;
 
 pub use audit::AuditHandler;
 pub use user_counter::{
-    prune_applied_before, prune_applied_events, run_pruning, UserCounterHandler,
+    prune_applied_before, prune_applied_events, run_pruning, UserCounterHandler, APPLIED_IDS_PRUNED,
 };
 
 /// Consumer group of the user counter.

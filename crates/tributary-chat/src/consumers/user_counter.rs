@@ -12,6 +12,9 @@ use crate::domain::events::UserCountEvent;
 use crate::settings::UserCounterSettings;
 use crate::store::ChatStore;
 
+/// Counter: applied count-event ids deleted by the pruner.
+pub const APPLIED_IDS_PRUNED: &str = "tributary_chat_applied_ids_pruned_total";
+
 /// Applies count deltas; an event id seen before is ignored, so
 /// redelivery changes nothing.
 #[derive(Debug, Clone)]
@@ -97,7 +100,7 @@ pub async fn run_pruning(
         match prune_applied_before(store, cutoff, batch).await {
             Ok(0) => {}
             Ok(n) => {
-                metrics::counter!("tributary_chat_applied_ids_pruned_total").increment(n);
+                metrics::counter!(APPLIED_IDS_PRUNED).increment(n);
                 tracing::debug!(deleted = n, "pruned applied count-event ids");
             }
             Err(e) => {
