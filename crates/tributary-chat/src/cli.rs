@@ -12,6 +12,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tributary_runtime::client::{check, Api};
 
 use crate::api::rest::{
     BackupBody, CountResponse, DeleteBody, DeleteResponse, ImportBody, JobLine, RestoreBody,
@@ -196,43 +197,21 @@ fn parse_sort(s: &str) -> Result<Sort, String> {
     Ok(Sort { field, desc })
 }
 
+/// The chat API and the commands' calls to it.
 struct Client {
+    api: Api,
+    /// The API's client (it sends the token), to build requests with.
     http: reqwest::Client,
     base: String,
 }
 
 impl Client {
-    async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-        let status = resp.status();
-        if status.is_success() {
-            return Ok(resp);
-        }
-        let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("message").and_then(|e| e.as_str()).map(str::to_owned))
-            .unwrap_or(text);
-        bail!("the chat API answered {status}: {msg}")
-    }
-
     async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
         body: &B,
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {url}"))?;
-        Self::check(resp)
-            .await?
-            .json()
-            .await
-            .with_context(|| format!("read the answer of {url}"))
+        self.api.post(path, body).await
     }
 
     async fn get<T: DeserializeOwned>(
@@ -240,19 +219,7 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<T> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .query(query)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        Self::check(resp)
-            .await?
-            .json()
-            .await
-            .with_context(|| format!("read the answer of {url}"))
+        self.api.get(path, query).await
     }
 
     /// Uploads `path` to `POST /api/chat/import/upload` and follows the
@@ -348,7 +315,7 @@ impl Client {
             .send()
             .await
             .with_context(|| format!("POST {url}"))?;
-        let mut stream = Self::check(resp).await?.bytes_stream();
+        let mut stream = check(resp).await?.bytes_stream();
         let mut buf: Vec<u8> = Vec::new();
         while let Some(chunk) = stream.next().await {
             buf.extend_from_slice(&chunk.with_context(|| format!("read the answer of {url}"))?);
@@ -409,10 +376,14 @@ fn print_import(r: &ImportReport) {
 /// # Errors
 /// When the server cannot be reached or answers with an error.
 pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
-    let base = cmd.server.unwrap_or_else(|| default_server.to_owned());
+    let api = Api::new(
+        "chat",
+        &cmd.server.unwrap_or_else(|| default_server.to_owned()),
+    )?;
     let client = Client {
-        http: tributary_runtime::client::http_client()?,
-        base: base.trim_end_matches('/').to_owned(),
+        http: api.http().clone(),
+        base: api.base().to_owned(),
+        api,
     };
     match cmd.action {
         Action::Import { path, server_path } => {

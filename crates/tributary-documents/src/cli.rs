@@ -6,9 +6,10 @@
 use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use tributary_runtime::client::Api;
 
 use crate::api::{Accepted, DocumentPage, Stats};
 use crate::domain::{generate_updates, reference_merge, GenParams};
@@ -79,49 +80,31 @@ pub enum Action {
     Stats,
 }
 
+/// The docs API and the commands' calls to it.
 struct Client {
-    base: String,
-    http: reqwest::Client,
+    api: Api,
 }
 
 impl Client {
-    async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<tributary_runtime::ErrorBody>(&text)
-            .map(|b| format!("{}: {}", b.code, b.message))
-            .unwrap_or(text);
-        bail!("{status}: {msg}")
-    }
-
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<T> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .with_context(|| format!("reach the docs API at {}", self.base))?;
-        Ok(Self::check(resp).await?.json().await?)
+        self.api.get(path, query).await
     }
 
     async fn ingest(&self, body: Vec<u8>) -> anyhow::Result<usize> {
-        let resp = self
-            .http
-            .post(format!("{}/api/docs/updates", self.base))
-            .header("content-type", "application/x-ndjson")
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("reach the docs API at {}", self.base))?;
-        let a: Accepted = Self::check(resp).await?.json().await?;
+        let a: Accepted = self
+            .api
+            .call(
+                self.api
+                    .http()
+                    .post(self.api.url("/api/docs/updates"))
+                    .header("content-type", "application/x-ndjson")
+                    .body(body),
+            )
+            .await?;
         Ok(a.accepted)
     }
 
@@ -178,12 +161,7 @@ fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
 /// When the API cannot be reached or refuses, or a file cannot be read or written.
 pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
     let client = Client {
-        base: cmd
-            .api
-            .unwrap_or(default_api)
-            .trim_end_matches('/')
-            .to_owned(),
-        http: reqwest::Client::new(),
+        api: Api::new("docs", &cmd.api.unwrap_or(default_api))?,
     };
     let json = cmd.json;
     match cmd.action {

@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::AsyncReadExt as _;
+use tributary_runtime::client::Api;
 
 use crate::api::{
     CompanyPage, Deleted, ErrorPage, KindView, UploadAnswer, UploadPage, UploadStatus,
@@ -128,37 +129,18 @@ pub enum Action {
     },
 }
 
+/// The imports API and the commands' calls to it.
 struct Client {
-    base: String,
-    http: reqwest::Client,
+    api: Api,
 }
 
 impl Client {
-    async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<tributary_runtime::ErrorBody>(&text)
-            .map(|b| format!("{}: {}", b.code, b.message))
-            .unwrap_or(text);
-        bail!("{status}: {msg}")
-    }
-
     async fn get<T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> anyhow::Result<T> {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .with_context(|| format!("reach the imports API at {}", self.base))?;
-        Ok(Self::check(resp).await?.json().await?)
+        self.api.get(path, query).await
     }
 
     async fn upload(
@@ -203,25 +185,26 @@ impl Client {
             }
         });
         let mut req = self
-            .http
-            .post(format!(
-                "{}/api/imports/import/{}/{}",
-                self.base,
+            .api
+            .http()
+            .post(self.api.url(&format!(
+                "/api/imports/import/{}/{}",
                 encode(kind),
                 encode(name)
-            ))
+            )))
             .header("content-type", "application/json")
             .header("content-length", len)
             .body(reqwest::Body::wrap_stream(stream));
         if file.extension().is_some_and(|e| e == "gz") {
             req = req.header("content-encoding", "gzip");
         }
-        let resp = req
-            .send()
+        let answer = self
+            .api
+            .call(req)
             .await
-            .with_context(|| format!("upload {} to {}", file.display(), self.base))?;
+            .with_context(|| format!("upload {}", file.display()));
         bar.finish_and_clear();
-        Ok(Self::check(resp).await?.json().await?)
+        answer
     }
 }
 
@@ -281,15 +264,8 @@ async fn wait_for(client: &Client, id: &str, timeout: Duration) -> anyhow::Resul
 /// When the API cannot be reached or answers an error, a file cannot be
 /// read, or (with `--wait`) an upload failed.
 pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
-    let base = cmd
-        .api
-        .clone()
-        .unwrap_or(default_api)
-        .trim_end_matches('/')
-        .to_owned();
     let client = Client {
-        base,
-        http: tributary_runtime::client::http_client()?,
+        api: Api::new("imports", &cmd.api.clone().unwrap_or(default_api))?,
     };
     let json = cmd.json;
     match cmd.action {
@@ -481,17 +457,13 @@ pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
             }
         }
         Action::Reprocess { id, wait } => {
-            let resp = client
-                .http
-                .post(format!(
-                    "{}/api/imports/uploads/{}/reprocess",
-                    client.base,
-                    encode(&id)
-                ))
-                .send()
-                .await
-                .with_context(|| format!("reach the imports API at {}", client.base))?;
-            let mut s: UploadStatus = Client::check(resp).await?.json().await?;
+            let api = &client.api;
+            let mut s: UploadStatus = api
+                .call(
+                    api.http()
+                        .post(api.url(&format!("/api/imports/uploads/{}/reprocess", encode(&id)))),
+                )
+                .await?;
             if wait {
                 s = wait_for(&client, &id, Duration::from_secs(3600)).await?;
             }
@@ -505,17 +477,13 @@ pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
             }
         }
         Action::Delete { id } => {
-            let resp = client
-                .http
-                .delete(format!(
-                    "{}/api/imports/uploads/{}",
-                    client.base,
-                    encode(&id)
-                ))
-                .send()
-                .await
-                .with_context(|| format!("reach the imports API at {}", client.base))?;
-            let d: Deleted = Client::check(resp).await?.json().await?;
+            let api = &client.api;
+            let d: Deleted = api
+                .call(
+                    api.http()
+                        .delete(api.url(&format!("/api/imports/uploads/{}", encode(&id)))),
+                )
+                .await?;
             if json {
                 print_json(&d)?;
             } else {

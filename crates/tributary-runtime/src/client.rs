@@ -44,3 +44,112 @@ pub fn grpc_auth() -> anyhow::Result<
         Ok(req)
     })
 }
+
+/// A running service's HTTP API as a client command reaches it: the base
+/// URL, the caller's token on every request ([`http_client`]), and one
+/// answer handling for every system (a refusal becomes an error naming the
+/// status, the error code and the message of the shared error body).
+#[derive(Debug, Clone)]
+pub struct Api {
+    what: &'static str,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Api {
+    /// The API of system `what` (for messages: "reach the docs API at ...")
+    /// at `base` (`http://host:port`, a trailing `/` is dropped).
+    ///
+    /// # Errors
+    /// When the token is not a valid header value.
+    pub fn new(what: &'static str, base: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            what,
+            base: base.trim_end_matches('/').to_owned(),
+            http: http_client()?,
+        })
+    }
+
+    /// The base URL, without a trailing `/`.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `base` + `path` (`path` starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The HTTP client (it sends the token), to build requests with.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Sends `req`; a refusal (non-2xx) is an error (see [`check`]).
+    ///
+    /// # Errors
+    /// When the API cannot be reached or refuses.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("reach the {} API at {}", self.what, self.base))?;
+        check(resp).await
+    }
+
+    /// Sends `req` and reads the JSON answer.
+    ///
+    /// # Errors
+    /// When the API cannot be reached, refuses, or answers something else.
+    pub async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> anyhow::Result<T> {
+        self.send(req)
+            .await?
+            .json()
+            .await
+            .with_context(|| format!("read the answer of the {} API at {}", self.what, self.base))
+    }
+
+    /// `GET base+path?query` and its JSON answer.
+    ///
+    /// # Errors
+    /// As [`Api::call`].
+    pub async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> anyhow::Result<T> {
+        self.call(self.http.get(self.url(path)).query(query)).await
+    }
+
+    /// `POST base+path` with a JSON `body`, and its JSON answer.
+    ///
+    /// # Errors
+    /// As [`Api::call`].
+    pub async fn post<B: serde::Serialize + ?Sized, T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
+        self.call(self.http.post(self.url(path)).json(body)).await
+    }
+}
+
+/// `resp` when it is a success; else an error "STATUS: code: message" from
+/// the shared error body (or the raw text when the body is not one).
+///
+/// # Errors
+/// When the status is not 2xx.
+pub async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let msg = serde_json::from_str::<crate::ErrorBody>(&text)
+        .map(|b| format!("{}: {}", b.code, b.message))
+        .unwrap_or(text);
+    anyhow::bail!("{status}: {msg}")
+}

@@ -7,8 +7,9 @@ use std::io::{BufRead as _, Write as _};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
+use tributary_runtime::client::Api;
 
 use crate::api::{Accepted, FilterView, SetFilter};
 use crate::domain::{Emulator, Product, Prompt, Recommendation};
@@ -124,37 +125,23 @@ pub enum FilterAction {
     Clear,
 }
 
+/// The shop API and the commands' calls to it.
 struct Client {
-    base: String,
+    api: Api,
+    /// The API's client (it sends the token), to build requests with.
     http: reqwest::Client,
 }
 
 impl Client {
-    async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
-        if resp.status().is_success() {
-            return Ok(resp);
-        }
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        let msg = serde_json::from_str::<tributary_runtime::ErrorBody>(&text)
-            .map(|b| format!("{}: {}", b.code, b.message))
-            .unwrap_or(text);
-        bail!("{status}: {msg}")
-    }
-
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> anyhow::Result<T> {
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("reach the shop API at {}", self.base))?;
-        Ok(Self::check(resp).await?.json().await?)
+        self.api.call(req).await
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
+        self.api.url(path)
     }
 
     async fn ingest(&self, kind: Kind, body: Vec<u8>) -> anyhow::Result<usize> {
@@ -248,14 +235,10 @@ fn print_filter(v: &FilterView, json: bool) -> anyhow::Result<()> {
 /// When the API is unreachable or refuses the request (the error body's
 /// code and message are shown).
 pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
-    let base = cmd
-        .api
-        .unwrap_or(default_api)
-        .trim_end_matches('/')
-        .to_owned();
+    let api = Api::new("shop", &cmd.api.unwrap_or(default_api))?;
     let c = Client {
-        base,
-        http: tributary_runtime::client::http_client()?,
+        http: api.http().clone(),
+        api,
     };
     let json = cmd.json;
     match cmd.action {

@@ -61,7 +61,11 @@ fn tokens_guard_every_api_and_the_cli_sends_one() {
     );
     let chat: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let docs: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let imports: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let shop: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let (chat_s, grpc_s) = (chat.to_string(), grpc.to_string());
+    let (docs_s, imports_s, shop_s) = (docs.to_string(), imports.to_string(), shop.to_string());
     let mut up = Tributary::start(
         bin(),
         &["up", "--data-dir", &data.to_string_lossy()],
@@ -69,6 +73,9 @@ fn tokens_guard_every_api_and_the_cli_sends_one() {
             ("TRIBUTARY__AUTH__TOKENS", &tokens),
             ("TRIBUTARY__CHAT__LISTEN", &chat_s),
             ("TRIBUTARY__LOGISTICS__GRPC_LISTEN", &grpc_s),
+            ("TRIBUTARY__DOCS__HTTP_LISTEN", &docs_s),
+            ("TRIBUTARY__IMPORTS__HTTP_LISTEN", &imports_s),
+            ("TRIBUTARY__SHOP__HTTP_LISTEN", &shop_s),
         ],
         &dir.path().join("log"),
     );
@@ -145,6 +152,21 @@ fn tokens_guard_every_api_and_the_cli_sends_one() {
     );
     let (ok, out) = cli(&create, Some("ops-secret"));
     assert!(ok, "{out}");
+    // The other systems' clients (one shared client: tributary_runtime::client::Api).
+    for (system, addr, read) in [
+        ("docs", docs, "stats"),
+        ("imports", imports, "list"),
+        ("shop", shop, "stats"),
+    ] {
+        let api = format!("http://{addr}");
+        let (ok, out) = cli(&[system, read, "--api", &api], None);
+        assert!(
+            !ok && out.contains("401"),
+            "{system} {read} without a token: {out}"
+        );
+        let (ok, out) = cli(&[system, read, "--api", &api], Some("reader-secret"));
+        assert!(ok, "{system} {read} with a read token: {out}");
+    }
     let st = up.stop(Duration::from_secs(20));
     assert!(st.success(), "{st}\n{}", up.log_text());
 }
