@@ -31,8 +31,11 @@ Checks, with the Python standard library only:
 
 With --metrics (a saved /metrics text, or the URL of a running process's /metrics), also
 requires every series name the dashboards and rules use to be in that text (the issue's
-"exists in the /metrics output of a running `tributary up`"; it holds once the code
-registers its metrics at start).
+"exists in the /metrics output of a running `tributary up`"; it holds because every service
+registers its series at zero at start, see crates/tributary-runtime/src/series.rs), and every
+exact label value they select (`namespace="docs"`, `topic="audit-create-log"`) on a series of
+that name, except the HTTP request labels known only once a request arrives (LIVE_AT_FIRST_USE).
+The nextest test `up::dashboard_series_exist_in_a_fresh_up` runs this against a fresh `up`.
 
 Fails (exit 1) with one line per problem naming the file, the dashboard panel or alert
 rule, and the metric.
@@ -70,6 +73,14 @@ EXTERNAL = {
 COMPUTED_VALUES = {
     ("tributary_http_requests_total", "status"), ("tributary_http_requests_total", "method"),
     ("tributary_http_request_duration_seconds", "method"), ("tributary_build_info", "version"),
+}
+# Labels whose values exist only after the first event, so a fresh process has no series with
+# them: tributary_runtime::http registers its request series per `service` only, because the
+# method, route and status of a request are known when it arrives.
+LIVE_AT_FIRST_USE = {
+    ("tributary_http_requests_total", "method"), ("tributary_http_requests_total", "route"),
+    ("tributary_http_requests_total", "status"), ("tributary_http_request_duration_seconds", "method"),
+    ("tributary_http_request_duration_seconds", "route"),
 }
 GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 KEYWORDS = {"bool", "and", "or", "unless", "offset", "inf", "nan", "atan2"}
@@ -356,6 +367,7 @@ class Checker:
         self.used: set[str] = set()
         self.exprs = 0
         self.queries: list[tuple[str, str]] = []  # (where, expr) of dashboard queries
+        self.selected: dict[tuple[str, str, str], str] = {}  # (name, label, value) -> first where
 
     def scrape_jobs(self) -> set[str]:
         path = self.root / "deploy/prometheus/prometheus.yml"
@@ -411,6 +423,8 @@ class Checker:
             if known is not None:
                 known = None if labels is None else known | labels
             for label, op, value in sel.matchers:
+                if op == "=" and value and "$" not in value and label not in TARGET_LABELS | {"quantile", "le"}:
+                    self.selected.setdefault((sel.name, label, value), where)
                 if labels is not None and label not in labels:
                     self.problems.append(f"{where}: {sel.name} has no label {label!r} "
                                          f"(it has {', '.join(sorted(labels))})")
@@ -652,8 +666,9 @@ def check_rules(c: Checker) -> int:
     return n
 
 
-def exposed_names(source: str) -> set[str]:
-    """Series names in a Prometheus text exposition (a file path or an http(s) URL)."""
+def exposed_series(source: str) -> dict[str, list[dict[str, str]]]:
+    """Series in a Prometheus text exposition (a file path or an http(s) URL): name -> the
+    label sets of its samples."""
     if re.match(r"^https?://", source):
         import urllib.request
 
@@ -661,7 +676,11 @@ def exposed_names(source: str) -> set[str]:
             text = r.read().decode("utf-8")
     else:
         text = Path(source).read_text(encoding="utf-8")
-    return {m.group(1) for m in re.finditer(r"^([A-Za-z_:][\w:]*)[{ ]", text, re.M)}
+    out: dict[str, list[dict[str, str]]] = {}
+    for m in re.finditer(r"^([A-Za-z_:][\w:]*)(?:\{([^}]*)\})?[ ]", text, re.M):
+        labels = {k: json.loads(f'"{v}"') for k, v in re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or "")}
+        out.setdefault(m.group(1), []).append(labels)
+    return out
 
 
 def main() -> int:
@@ -675,10 +694,19 @@ def main() -> int:
     panels = check_dashboards(c)
     rules = check_rules(c)
     syntax = check_syntax(c)
+    live = ""
     if args.metrics:
-        exposed = exposed_names(args.metrics)
-        for name in sorted(c.used - set(EXTERNAL) - exposed):
+        exposed = exposed_series(args.metrics)
+        for name in sorted(c.used - set(EXTERNAL) - set(exposed)):
             c.problems.append(f"{args.metrics}: {name} is used by the dashboards or rules but not exposed")
+        live = f"; {len(c.used - set(EXTERNAL))} series names and {len(c.selected)} selected label values checked in {args.metrics}"
+        for (name, label, value), where in sorted(c.selected.items()):
+            base = re.sub(r"_(sum|count|bucket)$", "", name) if name not in c.metrics else name
+            if name in EXTERNAL or name not in exposed or (base, label) in LIVE_AT_FIRST_USE:
+                continue
+            if not any(s.get(label) == value for s in exposed[name]):
+                c.problems.append(f"{args.metrics}: no {name} series has {label}=\"{value}\" "
+                                  f"(selected by {where})")
     if c.problems:
         c.problems = list(dict.fromkeys(c.problems))
         for p in c.problems:
@@ -690,7 +718,8 @@ def main() -> int:
     print(f"check_dashboards: {len(list((c.root / 'deploy/grafana/dashboards').glob('*.json')))} dashboards "
           f"({panels} panels), {rules} alert rules and their unit tests: {c.exprs} expressions over "
           f"{len(ours)} series names, each emitted by crates/*/src"
-          + (f" (plus {', '.join(external)} from Prometheus/blackbox)" if external else "") + f"; {syntax}")
+          + (f" (plus {', '.join(external)} from Prometheus/blackbox)" if external else "") + f"; {syntax}"
+          + (live if args.metrics else ""))
     return 0
 
 

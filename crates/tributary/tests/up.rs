@@ -73,6 +73,57 @@ fn up_becomes_ready_and_stops_on_sigterm() {
     assert!(data.join("tributary.db").exists());
 }
 
+// Proves every series the shipped Grafana dashboards and Prometheus rules query is in the
+// /metrics of a fresh `tributary up` before any traffic (issue #9 item 7): scrapes every server
+// of the process that serves /metrics (the admin server; API listeners too if one does) and
+// runs `scripts/check_dashboards.py --metrics` on the merged text.
+#[test]
+fn dashboard_series_exist_in_a_fresh_up() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tributary_testkit::temp_dir();
+    let data_arg = dir.path().join("data").to_string_lossy().into_owned();
+    let mut up = Tributary::start(
+        bin(),
+        &["up", "--data-dir", &data_arg],
+        &[],
+        &dir.path().join("log"),
+    );
+    let ready = up.wait_ready(Duration::from_secs(60));
+    let (status, mut text) = http_get(up.admin, "/metrics").expect("admin /metrics");
+    assert_eq!(status, 200, "admin /metrics: {text}");
+    let mut scraped = vec![format!("admin {}", up.admin)];
+    for (svc, addr) in ready.listening() {
+        if let Some((200, body)) = http_get(addr, "/metrics") {
+            if body.contains("# TYPE ") {
+                text.push_str(&body);
+                scraped.push(format!("{svc} {addr}"));
+            }
+        }
+    }
+    let st = up.stop(Duration::from_secs(20));
+    assert!(
+        st.success(),
+        "exit status after SIGTERM: {st}\n{}",
+        up.log_text()
+    );
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, &text).expect("write the scrape");
+    let out = std::process::Command::new("python3")
+        .arg(root.join("scripts/check_dashboards.py"))
+        .arg("--root")
+        .arg(&root)
+        .arg("--metrics")
+        .arg(&file)
+        .output()
+        .expect("run python3 scripts/check_dashboards.py");
+    assert!(
+        out.status.success(),
+        "dashboard series missing from the /metrics of {scraped:?}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Starts `up` `rounds` times on `sql` (a fresh URL each round from
 /// `sql_url`); each time polls /readyz every 5 ms and, the moment it is
 /// 200, connects to every address every service reported.
