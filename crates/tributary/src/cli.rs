@@ -90,6 +90,84 @@ pub enum BenchCommand {
     /// passthrough vs ours on Kafka vs quixstreams, and ours on the embedded
     /// defaults; each of ours checked against the reference merge.
     Docs(DocsBenchArgs),
+    /// File imports on a generated companies file: `psql \copy` into one
+    /// jsonb column (the floor) vs dlt vs ours (upload to `completed` through
+    /// the spawned services) on one PostgreSQL, and ours on the embedded
+    /// stack; seconds, MB/s, records/s and peak RSS of each.
+    Imports(Box<ImportsBenchArgs>),
+}
+
+/// `bench imports` options.
+#[derive(Debug, Args)]
+pub struct ImportsBenchArgs {
+    /// PostgreSQL server URL (`postgres://user@host:port/db`, any existing
+    /// database); a fresh database is created on it for a), b) and c) and
+    /// dropped afterwards. Without it only d) (embedded) is measured.
+    #[arg(long, env = "TRIBUTARY_BENCH_POSTGRES")]
+    pub sql: Option<String>,
+    /// Kafka broker URL (`kafka://host:port`) of c).
+    #[arg(long, env = "TRIBUTARY_BENCH_KAFKA")]
+    pub kafka: Option<String>,
+    /// S3 endpoint (`http://host:port`) of c); without it c) stores uploads in a local directory.
+    #[arg(long, env = "TRIBUTARY_BENCH_S3")]
+    pub s3: Option<String>,
+    /// S3 bucket (a prefix of its own is used and emptied afterwards).
+    #[arg(
+        long,
+        env = "TRIBUTARY_BENCH_S3_BUCKET",
+        default_value = "tributary-test"
+    )]
+    pub s3_bucket: String,
+    /// S3 region.
+    #[arg(long, env = "TRIBUTARY_BENCH_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+    /// S3 access key id.
+    #[arg(long, env = "TRIBUTARY_BENCH_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(
+        long,
+        env = "TRIBUTARY_BENCH_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub s3_secret_access_key: Option<String>,
+    /// Records of the file at scale 1 (the real `companies.json` has about 18,800).
+    #[arg(long, default_value_t = 18_800)]
+    pub records: u64,
+    /// Multiplies `--records` (`--scale 10`: the 10x file).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Mean bytes of each record's generated HTML `overview` (the real
+    /// overviews are long; 1750 brings 18,800 records to the real ~75 MB).
+    #[arg(long, default_value_t = 1750)]
+    pub overview_bytes: usize,
+    /// Share of invalid records (rejected by ours, loaded by the peers).
+    #[arg(long, default_value_t = 0.0)]
+    pub invalid: f64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Processor batch size (`imports.batch_size`; default: the service's).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// The psql program.
+    #[arg(long, default_value = "psql")]
+    pub psql: PathBuf,
+    /// Python with dlt installed (e.g. a venv's bin/python); runs b).
+    #[arg(long, env = "TRIBUTARY_BENCH_DLT_PYTHON")]
+    pub dlt_python: Option<PathBuf>,
+    /// The dlt script.
+    #[arg(long, default_value = "scripts/bench/imports_dlt.py")]
+    pub dlt_script: PathBuf,
+    /// Skip d) (ours on the embedded stack).
+    #[arg(long)]
+    pub no_sqlite: bool,
+    /// Directory for the file and the runs' data (default: a temporary one, removed).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Keep the database and the file.
+    #[arg(long)]
+    pub keep: bool,
 }
 
 /// `bench docs` options.
@@ -101,6 +179,10 @@ pub struct DocsBenchArgs {
     /// Database of the Kafka run (an empty one; default: a temporary SQLite file).
     #[arg(long)]
     pub sql: Option<String>,
+    /// Cache of the Kafka run (`redis://host:port`; keys under a unique
+    /// prefix); default: the in-process cache.
+    #[arg(long)]
+    pub redis: Option<String>,
     /// Distinct urls.
     #[arg(long, default_value_t = 100_000)]
     pub urls: usize,

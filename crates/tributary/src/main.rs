@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_docs;
+mod bench_imports;
 mod cli;
 mod run;
 mod systems;

@@ -133,6 +133,10 @@ async fn builtin(cli: Cli, systems: Vec<System>) -> anyhow::Result<()> {
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
             crate::bench_docs::docs(args).await
         }
+        Command::Bench(BenchCommand::Imports(args)) => {
+            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            crate::bench_imports::imports(*args).await
+        }
     }
 }
 
