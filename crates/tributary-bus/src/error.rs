@@ -36,6 +36,33 @@ pub enum Error {
     /// Embedded store error.
     #[error("embedded bus store: {0}")]
     Store(#[from] sqlx::Error),
+    /// Another process holds the embedded bus file for writing.
+    #[error(
+        "embedded bus {path} is in use by another tributary process{}; stop it or use its API (read-only tools open sqlite://PATH?mode=ro)",
+        .pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+    )]
+    Locked {
+        /// The bus file.
+        path: String,
+        /// The holder's pid, when it could be read from the lock file.
+        pid: Option<u32>,
+    },
+    /// The embedded bus was opened read-only and cannot do this.
+    #[error("embedded bus {url} is open read-only: cannot {what}")]
+    ReadOnly {
+        /// The bus URL.
+        url: String,
+        /// What was refused (`send`, `commit offsets`, ...).
+        what: &'static str,
+    },
+    /// A record the topic cannot take (e.g. no key on a compacted topic).
+    #[error("invalid record for topic {topic:?}: {reason}")]
+    InvalidRecord {
+        /// Topic name.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
     /// The bus or consumer was closed.
     #[error("bus closed")]
     Closed,

@@ -6,8 +6,10 @@
 //!   broker, through `rdkafka` (librdkafka). For anything that spans more
 //!   than one process.
 //! - `sqlite://PATH` — the embedded bus: an append-only log in a SQLite file,
-//!   for one machine and one process. It is **not** a Kafka replacement: no
-//!   replication, no cross-process consumer groups, no retention policy.
+//!   for one machine and one process (one writer per file, enforced by a
+//!   lock; `sqlite://PATH?mode=ro` opens it read-only next to the writer).
+//!   It is **not** a Kafka replacement: no replication, no cross-process
+//!   consumer groups.
 //!
 //! Both adapters give the same semantics (see [`EventBus`]); one conformance
 //! suite (`tests/conformance.rs`) runs every scenario against both.
@@ -27,7 +29,7 @@ pub mod unreliable;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
-pub use port::{Consumer, ConsumerOptions, EventBus, StartFrom};
+pub use port::{CleanupPolicy, Consumer, ConsumerOptions, EventBus, StartFrom, TopicConfig};
 pub use record::{Delivery, Header, Message, Record};
 
 /// A shared bus handle.
@@ -42,6 +44,8 @@ pub struct BusConfig {
     pub url: String,
     /// Kafka adapter settings.
     pub kafka: kafka::KafkaConfig,
+    /// Embedded bus settings (retention, compaction); see [`embedded::EmbeddedConfig`].
+    pub embedded: embedded::EmbeddedConfig,
 }
 
 impl std::fmt::Debug for BusConfig {
@@ -49,6 +53,7 @@ impl std::fmt::Debug for BusConfig {
         f.debug_struct("BusConfig")
             .field("url", &tributary_platform::url::redact(&self.url))
             .field("kafka", &self.kafka)
+            .field("embedded", &self.embedded)
             .finish()
     }
 }
@@ -65,7 +70,9 @@ pub async fn connect(url: &str, config: &BusConfig) -> Result<Bus> {
         Some("kafka") => Ok(Arc::new(
             kafka::KafkaBus::connect(url, &config.kafka).await?,
         )),
-        Some("sqlite") => Ok(Arc::new(embedded::EmbeddedBus::open(url).await?)),
+        Some("sqlite") => Ok(Arc::new(
+            embedded::EmbeddedBus::open_with(url, &config.embedded).await?,
+        )),
         Some(other) => Err(Error::InvalidUrl {
             url: safe,
             reason: format!("unknown scheme {other:?}; use kafka:// or sqlite://"),
@@ -74,6 +81,22 @@ pub async fn connect(url: &str, config: &BusConfig) -> Result<Bus> {
             url: safe,
             reason: "missing scheme; use kafka://host:port or sqlite://PATH".into(),
         }),
+    }
+}
+
+/// Opens the bus `url` names for reading only: the embedded bus opens
+/// read-only (no writer lock, so it works next to the process that owns the
+/// file; it cannot send, create topics or commit offsets); a Kafka URL
+/// connects as [`connect`] does (Kafka has no single writer).
+///
+/// For tools and tests that look at a bus a running process writes.
+///
+/// # Errors
+/// As [`connect`].
+pub async fn connect_read_only(url: &str, config: &BusConfig) -> Result<Bus> {
+    match tributary_platform::url::scheme(url).as_deref() {
+        Some("sqlite") => connect(&embedded::read_only_url(url), config).await,
+        _ => connect(url, config).await,
     }
 }
 

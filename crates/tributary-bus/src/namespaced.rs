@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::port::{Consumer, ConsumerOptions, EventBus};
+use crate::port::{Consumer, ConsumerOptions, EventBus, TopicConfig};
 use crate::record::{Delivery, Message, Record};
 use crate::{Bus, Result};
 
@@ -43,9 +43,9 @@ fn strip(prefix: &str, name: &str) -> String {
 
 #[async_trait::async_trait]
 impl EventBus for Namespaced {
-    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+    async fn create_topic_with(&self, topic: &str, config: &TopicConfig) -> Result<()> {
         self.inner
-            .create_topic(&add(&self.prefix, topic), partitions)
+            .create_topic_with(&add(&self.prefix, topic), config)
             .await
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
 
-use crate::port::{Consumer, ConsumerOptions, EventBus};
+use crate::port::{Consumer, ConsumerOptions, EventBus, TopicConfig};
 use crate::record::{Delivery, Message, Record};
 use crate::{Bus, Error, Result};
 
@@ -62,9 +62,9 @@ impl Unreliable {
 
 #[async_trait::async_trait]
 impl EventBus for Unreliable {
-    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
+    async fn create_topic_with(&self, topic: &str, config: &TopicConfig) -> Result<()> {
         self.outage.check("create_topic")?;
-        self.inner.create_topic(topic, partitions).await
+        self.inner.create_topic_with(topic, config).await
     }
 
     async fn partitions(&self, topic: &str) -> Result<i32> {

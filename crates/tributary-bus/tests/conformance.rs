@@ -10,7 +10,9 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tributary_bus::partitioner::partition_for_key;
 use tributary_bus::runner::{self, dlq_headers, Backoff, Handler, HandlerError, RunnerConfig};
-use tributary_bus::{connect, Bus, BusConfig, Consumer, ConsumerOptions, Message, Record};
+use tributary_bus::{
+    connect, Bus, BusConfig, Consumer, ConsumerOptions, Message, Record, TopicConfig,
+};
 use tributary_testkit::unique;
 
 /// Where a scenario's bus lives; `open` can be called again to simulate a restart.
@@ -410,6 +412,59 @@ async fn retry_then_dead_letter(h: Harness) {
     c.close().await.expect("close");
 }
 
+// Proves a topic can be declared compacted, idempotently, on every adapter: it takes keyed
+// records and tombstones (an empty value, read back empty with its key), and on Kafka the
+// topic carries cleanup.policy=compact. (When compaction runs is the backend's business;
+// the embedded bus's compaction is tested in tests/embedded.rs.)
+async fn compacted_topics(h: Harness) {
+    let bus = h.open().await;
+    let t = unique("conf");
+    bus.create_topic_with(&t, &TopicConfig::compacted(2))
+        .await
+        .expect("create compacted");
+    bus.create_topic_with(&t, &TopicConfig::compacted(2))
+        .await
+        .expect("second create is a no-op");
+    assert_eq!(bus.partitions(&t).await.expect("partitions"), 2);
+    send_all(
+        &bus,
+        vec![
+            Record::new(&t, "a", "a1"),
+            Record::new(&t, "b", "b1"),
+            Record::new(&t, "a", "a2"),
+            Record::new(&t, "b", ""),
+        ],
+    )
+    .await;
+    let mut c = bus
+        .subscribe(&unique("g"), std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
+    let mut msgs = recv_n(&mut *c, 4, h.patience()).await;
+    msgs.sort_by_key(|m| (m.partition, m.offset));
+    let mut last: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+    for m in msgs {
+        last.insert(m.key.clone().expect("key"), m.value.clone());
+    }
+    assert_eq!(last.get(&Bytes::from("a")), Some(&Bytes::from("a2")));
+    assert_eq!(
+        last.get(&Bytes::from("b")),
+        Some(&Bytes::new()),
+        "tombstone"
+    );
+    c.close().await.expect("close");
+    if let Harness::Kafka(url) = &h {
+        let kafka = tributary_bus::kafka::KafkaBus::connect(url, &Default::default())
+            .await
+            .expect("connect");
+        let policy = kafka
+            .topic_config(&t, "cleanup.policy")
+            .await
+            .expect("describe configs");
+        assert_eq!(policy.as_deref(), Some("compact"));
+    }
+}
+
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
         mod embedded {
@@ -440,6 +495,7 @@ conformance!(
     uncommitted_messages_are_redelivered,
     members_split_partitions,
     retry_then_dead_letter,
+    compacted_topics,
 );
 
 mod outage {

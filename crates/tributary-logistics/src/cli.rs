@@ -253,7 +253,15 @@ async fn tail(
     from_beginning: bool,
     topic: &str,
 ) -> anyhow::Result<()> {
-    let bus = tributary_bus::connect(&ctx.bus_url, &ctx.bus).await?;
+    // The embedded bus belongs to the running process: follow it read-only
+    // (nothing is committed, so `--group` does not resume there).
+    let (bus, read_only) = match tributary_bus::connect(&ctx.bus_url, &ctx.bus).await {
+        Err(tributary_bus::Error::Locked { .. }) => (
+            tributary_bus::connect_read_only(&ctx.bus_url, &ctx.bus).await?,
+            true,
+        ),
+        other => (other?, false),
+    };
     let group = group.unwrap_or_else(|| {
         format!(
             "logistics-tail-{}",
@@ -270,8 +278,13 @@ async fn tail(
     };
     let mut consumer = bus.subscribe(&group, &[topic.to_string()], options).await?;
     eprintln!(
-        "following {topic} on {} as group {group}; Ctrl-C stops",
-        bus.describe()
+        "following {topic} on {} as group {group}{}; Ctrl-C stops",
+        bus.describe(),
+        if read_only {
+            " (read-only: another process owns the embedded bus; offsets are not committed)"
+        } else {
+            ""
+        }
     );
     loop {
         tokio::select! {
@@ -286,7 +299,9 @@ async fn tail(
                     }
                     Err(e) => eprintln!("partition {} offset {}: {e:#}", m.partition, m.offset),
                 }
-                consumer.store(&m)?;
+                if !read_only {
+                    consumer.store(&m)?;
+                }
             }
         }
     }

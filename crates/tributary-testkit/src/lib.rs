@@ -113,9 +113,11 @@ fn url_without_db(base: &str) -> String {
 }
 
 /// A consumer of `topic` on the bus `url` from the start, under a new group
-/// (the reading side of [`read_topic`] and [`read_topic_until`]).
+/// (the reading side of [`read_topic`] and [`read_topic_until`]). The
+/// embedded bus opens read-only, so this works next to the process that
+/// owns the file; the reader stores and commits nothing.
 async fn reader(url: &str, topic: &str) -> Box<dyn tributary_bus::Consumer> {
-    let bus = tributary_bus::connect(url, &tributary_bus::BusConfig::default())
+    let bus = tributary_bus::connect_read_only(url, &tributary_bus::BusConfig::default())
         .await
         .unwrap_or_else(|e| panic!("connect to the bus {url}: {e}"));
     bus.subscribe(

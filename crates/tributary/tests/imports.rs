@@ -326,7 +326,7 @@ async fn processor_killed_mid_file(
     }
     let st = t.stop(Duration::from_secs(30));
     assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
-    let bus = tributary_bus::connect(bus, &BusConfig::default())
+    let bus = tributary_bus::connect_read_only(bus, &BusConfig::default())
         .await
         .unwrap();
     let mut c = bus

@@ -14,6 +14,9 @@ use crate::Result;
 /// Batches read per fetch (each holds up to one writer transaction's records of a partition).
 const FETCH_BATCHES: i64 = 4;
 
+/// Poll interval of a consumer on a read-only bus.
+const READ_ONLY_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub(crate) struct EmbeddedConsumer {
     shared: Arc<Shared>,
     group: String,
@@ -110,12 +113,25 @@ impl EmbeddedConsumer {
     }
 
     async fn commit_now(&mut self) -> Result<()> {
+        if self.dirty && self.shared.read_only {
+            return Err(self.shared.refuse("commit offsets"));
+        }
         if self.dirty {
             store::commit(&self.shared.pool, &self.group, &self.stored).await?;
             self.dirty = false;
         }
         self.last_commit = Instant::now();
         Ok(())
+    }
+
+    /// How long to wait for new records before looking again. A read-only
+    /// bus is not woken by the writing process, so it polls.
+    fn idle_wait(&self) -> std::time::Duration {
+        if self.shared.read_only {
+            self.options.commit_interval.min(READ_ONLY_POLL)
+        } else {
+            self.options.commit_interval
+        }
     }
 
     /// Fetches from the next partition (round-robin) that has data.
@@ -160,10 +176,11 @@ impl Consumer for EmbeddedConsumer {
             if self.fetch().await? {
                 continue;
             }
+            let idle = self.idle_wait();
             tokio::select! {
                 _ = self.log_rx.changed() => {}
                 _ = self.group_rx.changed() => self.check_group = true,
-                () = tokio::time::sleep(self.options.commit_interval) => {}
+                () = tokio::time::sleep(idle) => {}
             }
         }
     }

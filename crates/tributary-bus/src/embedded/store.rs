@@ -10,9 +10,11 @@ use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use sqlx::{Row, SqlitePool};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{Shared, WriteReq};
+use super::housekeeping::Keeper;
+use super::{Housekeeping, Shared, TopicMeta, WriteReq};
+use crate::port::CleanupPolicy;
 use crate::record::{Delivery, Header, Message, Record};
 use crate::{Error, Result};
 
@@ -23,13 +25,16 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS bus_topics (
              name TEXT PRIMARY KEY,
-             partitions INTEGER NOT NULL
+             partitions INTEGER NOT NULL,
+             cleanup TEXT NOT NULL DEFAULT 'delete'
          );
          CREATE TABLE IF NOT EXISTS bus_batches (
              topic TEXT NOT NULL,
              partition INTEGER NOT NULL,
              base_offset INTEGER NOT NULL,
              last_offset INTEGER NOT NULL,
+             max_ts INTEGER,
+             bytes INTEGER,
              records BLOB NOT NULL
          );
          CREATE UNIQUE INDEX IF NOT EXISTS bus_batches_by_offset
@@ -44,16 +49,86 @@ pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
     )
     .execute(pool)
     .await?;
+    // Files from before retention and compaction: add the columns; their
+    // batches count as written now (kept for a full retention period).
+    let has = |table: &'static str, column: &'static str| async move {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?")
+            .bind(table)
+            .bind(column)
+            .fetch_one(pool)
+            .await
+            .map(|n| n > 0)
+    };
+    if !has("bus_topics", "cleanup").await? {
+        sqlx::raw_sql("ALTER TABLE bus_topics ADD COLUMN cleanup TEXT NOT NULL DEFAULT 'delete'")
+            .execute(pool)
+            .await?;
+    }
+    if !has("bus_batches", "max_ts").await? {
+        sqlx::raw_sql(
+            "ALTER TABLE bus_batches ADD COLUMN max_ts INTEGER;
+             ALTER TABLE bus_batches ADD COLUMN bytes INTEGER;",
+        )
+        .execute(pool)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE bus_batches SET max_ts = ?, bytes = length(records)
+         WHERE max_ts IS NULL OR bytes IS NULL",
+    )
+    .bind(super::now_ms())
+    .execute(pool)
+    .await?;
     Ok(())
 }
 
-pub(crate) async fn load_topics(pool: &SqlitePool) -> Result<HashMap<String, i32>> {
-    let rows = sqlx::query("SELECT name, partitions FROM bus_topics")
+pub(crate) fn cleanup_name(c: CleanupPolicy) -> &'static str {
+    match c {
+        CleanupPolicy::Delete => "delete",
+        CleanupPolicy::Compact => "compact",
+    }
+}
+
+pub(crate) async fn load_topics(pool: &SqlitePool) -> Result<HashMap<String, TopicMeta>> {
+    // A file from before cleanup policies (opened read-only, not migrated) has no column.
+    let rows = match sqlx::query("SELECT name, partitions, cleanup FROM bus_topics")
+        .fetch_all(pool)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(_) => {
+            sqlx::query("SELECT name, partitions, 'delete' FROM bus_topics")
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let cleanup = if r.get::<String, _>(2) == "compact" {
+                CleanupPolicy::Compact
+            } else {
+                CleanupPolicy::Delete
+            };
+            (
+                r.get::<String, _>(0),
+                TopicMeta {
+                    partitions: r.get::<i32, _>(1),
+                    cleanup,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Stored record bytes per topic.
+pub(crate) async fn load_sizes(pool: &SqlitePool) -> Result<HashMap<String, i64>> {
+    let rows = sqlx::query("SELECT topic, COALESCE(SUM(bytes), 0) FROM bus_batches GROUP BY topic")
         .fetch_all(pool)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|r| (r.get::<String, _>(0), r.get::<i32, _>(1)))
+        .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1)))
         .collect())
 }
 
@@ -76,7 +151,7 @@ pub(crate) async fn load_next_offsets(pool: &SqlitePool) -> Result<HashMap<(Stri
 
 /// Appends one record: `ts i64 | key len i32 (-1 = none) | key | value len u32 |
 /// value | header count u32 | (name len u32 | name | value len u32 | value)*`.
-fn encode_record(out: &mut BytesMut, rec: &Record, ts: i64) {
+pub(crate) fn encode_record(out: &mut BytesMut, rec: &Record, ts: i64) {
     out.put_i64_le(ts);
     match &rec.key {
         Some(k) => {
@@ -120,7 +195,7 @@ fn take_u32(buf: &mut Bytes, what: &str) -> Result<usize> {
 }
 
 /// Decodes the records of one batch whose offsets are `base..`, keeping those at or after `from`.
-fn decode_batch(
+pub(crate) fn decode_batch(
     topic: &str,
     partition: i32,
     base: i64,
@@ -177,19 +252,49 @@ struct PartitionBatch {
     partition: i32,
     base: i64,
     count: i64,
+    max_ts: i64,
     records: BytesMut,
 }
 
 /// The single writer: appends whatever callers have enqueued as one
 /// transaction (one batch row per partition), then answers each sender and
-/// wakes consumers.
+/// wakes consumers. Holds the file's writer `lock` until the bus handle is
+/// gone and every queued append is done.
 pub(crate) async fn writer(
     shared: Arc<Shared>,
     mut rx: mpsc::UnboundedReceiver<WriteReq>,
+    mut housekeep: mpsc::UnboundedReceiver<oneshot::Sender<Result<Housekeeping>>>,
     mut next: HashMap<(String, i32), i64>,
+    mut keeper: Keeper,
+    lock: super::lock::WriterLock,
 ) {
+    let _lock = lock;
     let mut reqs: Vec<WriteReq> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    let period = keeper.interval();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(reply) = housekeep.recv() => {
+                let _ = reply.send(keeper.run(&shared, &next).await);
+                continue;
+            }
+            _ = tick.tick() => {
+                match keeper.run(&shared, &next).await {
+                    Ok(done) if done != Housekeeping::default() => {
+                        tracing::debug!(?done, "embedded bus housekeeping");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "embedded bus housekeeping failed; retried next period"),
+                }
+                continue;
+            }
+            r = rx.recv() => match r {
+                Some(first) => first,
+                None => break,
+            },
+        };
         reqs.push(first);
         while reqs.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -223,6 +328,7 @@ pub(crate) async fn writer(
                     partition: key.1,
                     base: offset,
                     count: 0,
+                    max_ts: i64::MIN,
                     records: BytesMut::new(),
                 });
                 batches.len() - 1
@@ -230,6 +336,7 @@ pub(crate) async fn writer(
             let b = &mut batches[i];
             encode_record(&mut b.records, &req.record, req.timestamp_ms);
             b.count += 1;
+            b.max_ts = b.max_ts.max(req.timestamp_ms);
             replies.push((
                 req.reply,
                 Delivery {
@@ -240,6 +347,9 @@ pub(crate) async fn writer(
         }
         match append(&shared.pool, &batches).await {
             Ok(()) => {
+                for b in &batches {
+                    keeper.appended(&b.topic, i64::try_from(b.records.len()).unwrap_or(i64::MAX));
+                }
                 for (reply, d) in replies {
                     let _ = reply.send(Ok(d));
                 }
@@ -266,13 +376,15 @@ async fn append(pool: &SqlitePool, batches: &[PartitionBatch]) -> Result<(), sql
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     for b in batches {
         sqlx::query(
-            "INSERT INTO bus_batches(topic, partition, base_offset, last_offset, records)
-             VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO bus_batches(topic, partition, base_offset, last_offset, max_ts, bytes, records)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&b.topic)
         .bind(b.partition)
         .bind(b.base)
         .bind(b.base + b.count - 1)
+        .bind(b.max_ts)
+        .bind(i64::try_from(b.records.len()).unwrap_or(i64::MAX))
         .bind(&b.records[..])
         .execute(&mut *tx)
         .await?;

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::config::RDKafkaLogLevel;
@@ -23,7 +23,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
-use crate::port::{Consumer, ConsumerOptions, EventBus, StartFrom};
+use crate::port::{CleanupPolicy, Consumer, ConsumerOptions, EventBus, StartFrom, TopicConfig};
 use crate::record::{Delivery, Message, Record};
 use crate::{Error, Result};
 
@@ -159,6 +159,35 @@ impl KafkaBus {
         &self.brokers
     }
 
+    /// The value of config `name` of `topic` as the broker reports it
+    /// (`None` when it reports none, as some Kafka-protocol brokers do).
+    ///
+    /// # Errors
+    /// When the broker does not answer the DescribeConfigs request.
+    pub async fn topic_config(&self, topic: &str, name: &str) -> Result<Option<String>> {
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+        let results = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &opts)
+            .await?;
+        for r in results {
+            match r {
+                Ok(resource) => {
+                    if let Some(entry) = resource.get(name) {
+                        return Ok(entry.value.clone());
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::InvalidTopic {
+                        topic: topic.to_string(),
+                        reason: format!("describe configs: {e}"),
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+
     async fn metadata_partitions(&self, topic: Option<String>) -> Result<Option<i32>> {
         let producer = self.producer.clone();
         tokio::task::spawn_blocking(move || {
@@ -193,13 +222,16 @@ fn base_config(brokers: &str, config: &KafkaConfig) -> ClientConfig {
 
 #[async_trait::async_trait]
 impl EventBus for KafkaBus {
-    async fn create_topic(&self, topic: &str, partitions: i32) -> Result<()> {
-        crate::validate_topic(topic, partitions)?;
-        let new = NewTopic::new(
+    async fn create_topic_with(&self, topic: &str, config: &TopicConfig) -> Result<()> {
+        crate::validate_topic(topic, config.partitions)?;
+        let mut new = NewTopic::new(
             topic,
-            partitions,
+            config.partitions,
             TopicReplication::Fixed(self.config.replication_factor),
         );
+        if config.cleanup == CleanupPolicy::Compact {
+            new = new.set("cleanup.policy", "compact");
+        }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = self.admin.create_topics([&new], &opts).await?;
         for r in results {
@@ -243,9 +275,12 @@ impl EventBus for KafkaBus {
                 value: Some(&v[..]),
             });
         }
-        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic)
-            .payload(&record.value[..])
-            .headers(headers);
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&record.topic).headers(headers);
+        // An empty value goes out as null: Kafka's tombstone on a compacted
+        // topic (consumers of this adapter read it back as empty).
+        if !record.value.is_empty() {
+            fr = fr.payload(&record.value[..]);
+        }
         if let Some(k) = &record.key {
             fr = fr.key(&k[..]);
         }

@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use tributary_bus::{Bus, ConsumerOptions, Record, StartFrom};
+use tributary_bus::{Bus, ConsumerOptions, Record, StartFrom, TopicConfig};
 
 use crate::domain::{Filter, FilterSpec};
 
@@ -155,7 +155,7 @@ impl std::fmt::Debug for Follower {
 }
 
 impl Follower {
-    /// Creates the control topic (one partition), joins a group of its own
+    /// Creates the control topic (one partition, compacted), joins a group of its own
     /// from the earliest record, writes its `sync` marker, and returns once
     /// it has read everything up to the marker (so the view holds the
     /// filter set before this start). Then follows the topic live in a task
@@ -164,8 +164,10 @@ impl Follower {
     /// # Errors
     /// When the topic cannot be created or read, or the marker not written.
     pub async fn start(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        // Compacted: the filter (key `filter`) and each replica's latest
+        // report and marker survive retention; older versions go.
         self.bus
-            .create_topic(&self.topic, 1)
+            .create_topic_with(&self.topic, &TopicConfig::compacted(1))
             .await
             .with_context(|| format!("create the control topic {}", self.topic))?;
         let group = format!("shop-control-{}", self.replica);
