@@ -111,9 +111,14 @@ pub async fn docs(args: DocsBenchArgs) -> anyhow::Result<()> {
             ),
         };
         let r = ours(
-            "b) ours: Kafka + SQL + cache + outbox",
+            if args.redis.is_some() {
+                "b) ours: Kafka + SQL + Redis + outbox"
+            } else {
+                "b) ours: Kafka + SQL + cache + outbox"
+            },
             kafka,
             &sql,
+            args.redis.as_deref(),
             &input,
             &want,
             &args,
@@ -155,6 +160,7 @@ pub async fn docs(args: DocsBenchArgs) -> anyhow::Result<()> {
         "d) ours: embedded bus + SQLite + cache",
         &bus_url,
         &sql_url,
+        None,
         &input,
         &want,
         &args,
@@ -280,6 +286,7 @@ async fn ours(
     name: &'static str,
     bus_url: &str,
     sql_url: &str,
+    redis: Option<&str>,
     input: &str,
     want: &BTreeMap<String, Document>,
     args: &DocsBenchArgs,
@@ -300,7 +307,14 @@ async fn ours(
         relay: RelayConfig::for_topic(&output),
         ..DocsSettings::default()
     };
-    let cache = Cache::connect(&CacheConfig::default()).await?;
+    let cache_config = match redis {
+        Some(url) => CacheConfig {
+            key_prefix: format!("{}:", unique("bench-docs")),
+            ..CacheConfig::from_url(url)
+        },
+        None => CacheConfig::default(),
+    };
+    let cache = Cache::connect(&cache_config).await?;
     let (tap, mut taps) = tokio::sync::mpsc::unbounded_channel();
     let relay = Relay::new(store.outbox(), bus.clone(), settings.relay.clone(), plain())
         .with_latency_tap(tap);
