@@ -224,6 +224,10 @@ pub async fn imports(args: ImportsBenchArgs) -> anyhow::Result<()> {
     }
     if own_dir && !args.keep {
         let _ = std::fs::remove_dir_all(&dir);
+        // The per-process temporary directory, when nothing else is in it.
+        if let Some(parent) = dir.parent() {
+            let _ = std::fs::remove_dir(parent);
+        }
     }
     Ok(())
 }
