@@ -19,6 +19,9 @@ pub const MIGRATIONS: Migrations<'static> = Migrations {
     sqlite: &LITE_MIGRATIONS,
 };
 
+/// Ids per SQLite `DELETE ... IN (...)` statement.
+const SQLITE_DELETE_CHUNK: usize = 1000;
+
 /// Serializes relay claims across processes (`pg_advisory_xact_lock`).
 const CLAIM_LOCK: i64 = 0x6f75_7462_6f78_636c;
 
@@ -403,15 +406,23 @@ impl OutboxStore {
                 .await?
                 .rows_affected()
         } else if let Some(pool) = self.db.as_sqlite() {
-            let mut q =
-                QueryBuilder::<Sqlite>::new("DELETE FROM tributary_outbox WHERE locked_by = ");
-            q.push_bind(owner).push(" AND id IN (");
-            let mut sep = q.separated(", ");
-            for id in ids {
-                sep.push_bind(*id);
+            // One write transaction, statements of SQLITE_DELETE_CHUNK ids
+            // (under SQLite's bound-variable limit).
+            let mut tx = pool.begin_write().await?;
+            let mut done = 0;
+            for chunk in ids.chunks(SQLITE_DELETE_CHUNK) {
+                let mut q =
+                    QueryBuilder::<Sqlite>::new("DELETE FROM tributary_outbox WHERE locked_by = ");
+                q.push_bind(owner).push(" AND id IN (");
+                let mut sep = q.separated(", ");
+                for id in chunk {
+                    sep.push_bind(*id);
+                }
+                sep.push_unseparated(")");
+                done += q.build().execute(&mut *tx).await?.rows_affected();
             }
-            sep.push_unseparated(")");
-            q.build().execute(pool).await?.rows_affected()
+            tx.commit().await?;
+            done
         } else {
             0
         };
