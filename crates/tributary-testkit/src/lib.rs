@@ -105,6 +105,35 @@ pub async fn fresh_postgres_db(base_url: &str) -> anyhow::Result<String> {
     Ok(url)
 }
 
+/// Cuts every connection to the database of `db_url` (a database of the
+/// test's own, e.g. from [`fresh_postgres_db`]): `pg_terminate_backend` on
+/// each of its server processes, as a failover or a network cut does. Other
+/// databases of the server are never touched. Returns how many were cut.
+///
+/// # Errors
+/// When the server cannot be reached or the URL names no database.
+pub async fn cut_postgres_connections(db_url: &str) -> anyhow::Result<u64> {
+    use sqlx::{Connection, Row};
+    let rest = db_url.split_once("://").map_or(db_url, |(_, r)| r);
+    let name = rest
+        .split_once('/')
+        .map(|(_, path)| path.split('?').next().unwrap_or(path))
+        .filter(|n| !n.is_empty() && *n != "postgres")
+        .ok_or_else(|| anyhow::anyhow!("{db_url}: no database of the test's own"))?;
+    let mut admin = url_without_db(db_url);
+    admin.push_str("/postgres");
+    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+    let row = sqlx::query(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) AS cut \
+         FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(name)
+    .fetch_one(&mut conn)
+    .await?;
+    conn.close().await?;
+    Ok(u64::try_from(row.try_get::<i64, _>("cut")?).unwrap_or(0))
+}
+
 fn url_without_db(base: &str) -> String {
     // postgres://user@host:port/db?params -> postgres://user@host:port
     let (scheme, rest) = base.split_once("://").unwrap_or(("postgres", base));
