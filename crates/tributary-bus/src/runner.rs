@@ -25,6 +25,15 @@ use crate::{Bus, Result};
 /// Suffix of dead-letter topics.
 pub const DLQ_SUFFIX: &str = ".dlq";
 
+/// Counter: messages handled, by `topic` and `outcome` ([`OUTCOMES`]).
+pub const MESSAGES: &str = "tributary_consumer_messages_total";
+/// The `outcome` values of [`MESSAGES`]: handled, or sent to the dead letter.
+pub const OUTCOMES: [&str; 2] = ["ok", "dead_letter"];
+/// Counter: retries of a failing handler, by `topic`.
+pub const RETRIES: &str = "tributary_consumer_retries_total";
+/// Histogram: seconds per handled message, by `topic`.
+pub const HANDLE_SECONDS: &str = "tributary_consumer_handle_seconds";
+
 /// Header names on dead-lettered messages.
 pub mod dlq_headers {
     /// Why the message was dead-lettered.
@@ -146,10 +155,10 @@ impl TopicMetrics {
     fn new(topic: &str) -> Self {
         let t = topic.to_string();
         Self {
-            ok: metrics::counter!("tributary_consumer_messages_total", "topic" => t.clone(), "outcome" => "ok"),
-            dead_letter: metrics::counter!("tributary_consumer_messages_total", "topic" => t.clone(), "outcome" => "dead_letter"),
-            retries: metrics::counter!("tributary_consumer_retries_total", "topic" => t.clone()),
-            seconds: metrics::histogram!("tributary_consumer_handle_seconds", "topic" => t),
+            ok: metrics::counter!(MESSAGES, "topic" => t.clone(), "outcome" => OUTCOMES[0]),
+            dead_letter: metrics::counter!(MESSAGES, "topic" => t.clone(), "outcome" => OUTCOMES[1]),
+            retries: metrics::counter!(RETRIES, "topic" => t.clone()),
+            seconds: metrics::histogram!(HANDLE_SECONDS, "topic" => t),
         }
     }
 }

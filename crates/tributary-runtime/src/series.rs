@@ -18,53 +18,35 @@ use crate::context::Context;
 use crate::supervise::{Mode, RESTARTS};
 use crate::system::Service;
 
-/// Counter names and labels of `tributary_bus::runner` (which keeps them as
-/// literals): messages by `topic` and `outcome`, retries and handling time
-/// by `topic`.
-const CONSUMER_MESSAGES: &str = "tributary_consumer_messages_total";
-const CONSUMER_RETRIES: &str = "tributary_consumer_retries_total";
-const CONSUMER_SECONDS: &str = "tributary_consumer_handle_seconds";
-/// The `outcome` values of [`CONSUMER_MESSAGES`].
-const CONSUMER_OUTCOMES: [&str; 2] = ["ok", "dead_letter"];
-
-/// The outbox relay's metrics (`crate::outbox::relay`), by `namespace`.
-const OUTBOX_COUNTERS: [&str; 2] = [
-    "tributary_outbox_sent_total",
-    "tributary_outbox_failed_total",
-];
-const OUTBOX_GAUGES: [&str; 2] = ["tributary_outbox_lag_seconds", "tributary_outbox_in_flight"];
-const OUTBOX_LATENCY: &str = "tributary_outbox_commit_to_ack_seconds";
+use crate::outbox::relay::{FAILED, IN_FLIGHT, LAG, LATENCY, SENT};
+use tributary_bus::runner::{HANDLE_SECONDS, MESSAGES, OUTCOMES, RETRIES};
 
 /// The series `tributary_bus::runner::run` emits when it consumes `topics`.
 pub fn consumer(topics: &[&str]) -> Vec<Series> {
     let mut out = Vec::new();
     for topic in topics {
-        for outcome in CONSUMER_OUTCOMES {
+        for outcome in OUTCOMES {
             out.push(
-                Series::counter(CONSUMER_MESSAGES)
+                Series::counter(MESSAGES)
                     .label("topic", *topic)
                     .label("outcome", outcome),
             );
         }
-        out.push(Series::counter(CONSUMER_RETRIES).label("topic", *topic));
-        out.push(Series::histogram(CONSUMER_SECONDS).label("topic", *topic));
+        out.push(Series::counter(RETRIES).label("topic", *topic));
+        out.push(Series::histogram(HANDLE_SECONDS).label("topic", *topic));
     }
     out
 }
 
 /// The series an outbox relay of `namespace` emits.
 pub fn outbox(namespace: &str) -> Vec<Series> {
-    let mut out: Vec<Series> = OUTBOX_COUNTERS
-        .iter()
-        .map(|n| Series::counter(n).label("namespace", namespace))
-        .chain(
-            OUTBOX_GAUGES
-                .iter()
-                .map(|n| Series::gauge(n).label("namespace", namespace)),
-        )
-        .collect();
-    out.push(Series::histogram(OUTBOX_LATENCY).label("namespace", namespace));
-    out
+    vec![
+        Series::counter(SENT).label("namespace", namespace),
+        Series::counter(FAILED).label("namespace", namespace),
+        Series::gauge(LAG).label("namespace", namespace),
+        Series::gauge(IN_FLIGHT).label("namespace", namespace),
+        Series::histogram(LATENCY).label("namespace", namespace),
+    ]
 }
 
 /// Every series of a process running `services` under `mode`: what each
@@ -101,7 +83,7 @@ mod tests {
         let c = consumer(&["a", "b"]);
         assert_eq!(c.len(), 8);
         assert!(c.contains(
-            &Series::counter(CONSUMER_MESSAGES)
+            &Series::counter(MESSAGES)
                 .label("topic", "b")
                 .label("outcome", "dead_letter")
         ));

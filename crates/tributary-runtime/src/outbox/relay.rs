@@ -43,11 +43,16 @@ const BATCHES_IN_FLIGHT: usize = 16;
 /// Most results one cleaner flush deletes or releases.
 const MAX_FLUSH: usize = 10_000;
 
-const SENT: &str = "tributary_outbox_sent_total";
-const FAILED: &str = "tributary_outbox_failed_total";
-const LATENCY: &str = "tributary_outbox_commit_to_ack_seconds";
-const LAG: &str = "tributary_outbox_lag_seconds";
-const IN_FLIGHT: &str = "tributary_outbox_in_flight";
+/// Counter: events the bus acknowledged (label `namespace`).
+pub const SENT: &str = "tributary_outbox_sent_total";
+/// Counter: events whose send round failed (label `namespace`).
+pub const FAILED: &str = "tributary_outbox_failed_total";
+/// Histogram: seconds from the outbox commit to the bus's acknowledgement.
+pub const LATENCY: &str = "tributary_outbox_commit_to_ack_seconds";
+/// Gauge: age of the oldest unsent event, seconds.
+pub const LAG: &str = "tributary_outbox_lag_seconds";
+/// Gauge: events claimed and not yet deleted or released.
+pub const IN_FLIGHT: &str = "tributary_outbox_in_flight";
 
 /// Turns a claimed event into the bus record sent to `topic`.
 pub type Encoder = Arc<dyn Fn(&str, &OutboxEvent) -> Record + Send + Sync>;
