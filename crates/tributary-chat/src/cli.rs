@@ -12,7 +12,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tributary_runtime::client::{check, Api};
+use tributary_runtime::client::{check, file_body, Api};
 
 use crate::api::rest::{
     BackupBody, CountResponse, DeleteBody, DeleteResponse, ImportBody, JobLine, RestoreBody,
@@ -260,22 +260,6 @@ impl Client {
             .await
             .with_context(|| format!("open {}", file.display()))?;
         let counter = bar.clone();
-        let stream = futures::stream::unfold(reader, move |mut r| {
-            let counter = counter.clone();
-            async move {
-                use tokio::io::AsyncReadExt as _;
-                let mut buf = vec![0u8; 256 * 1024];
-                match r.read(&mut buf).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        counter.inc(n as u64);
-                        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), r))
-                    }
-                    Err(e) => Some((Err(e), r)),
-                }
-            }
-        });
         let url = format!("{}/api/chat/import/upload", self.base);
         let request = self
             .http
@@ -283,7 +267,7 @@ impl Client {
             .query(&[("name", name.as_str())])
             .header(reqwest::header::CONTENT_LENGTH, len)
             .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(reqwest::Body::wrap_stream(stream));
+            .body(file_body(reader, move |n| counter.inc(n)));
         let on_progress = import_progress(&bar);
         let report = self
             .follow(request, &url, |p: &ImportProgress| on_progress(p))

@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::io::AsyncReadExt as _;
-use tributary_runtime::client::Api;
+use tributary_runtime::client::{file_body, Api};
 
 use crate::api::{
     CompanyPage, Deleted, ErrorPage, KindView, UploadAnswer, UploadPage, UploadStatus,
 };
 use crate::domain::generate;
-
-/// Bytes read from disk per upload chunk.
-const READ_CHUNK: usize = 256 * 1024;
 
 /// `tributary imports`: the imports system's client.
 #[derive(Debug, Args)]
@@ -168,22 +164,6 @@ impl Client {
             bar
         };
         let progress = bar.clone();
-        let stream = futures::stream::unfold(Some(f), move |state| {
-            let progress = progress.clone();
-            async move {
-                let mut f = state?;
-                let mut buf = vec![0u8; READ_CHUNK];
-                match f.read(&mut buf).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        progress.inc(n as u64);
-                        Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), Some(f)))
-                    }
-                    Err(e) => Some((Err(e), None)),
-                }
-            }
-        });
         let mut req = self
             .api
             .http()
@@ -194,7 +174,7 @@ impl Client {
             )))
             .header("content-type", "application/json")
             .header("content-length", len)
-            .body(reqwest::Body::wrap_stream(stream));
+            .body(file_body(f, move |n| progress.inc(n)));
         if file.extension().is_some_and(|e| e == "gz") {
             req = req.header("content-encoding", "gzip");
         }

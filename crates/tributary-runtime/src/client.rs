@@ -153,3 +153,34 @@ pub async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response>
         .unwrap_or(text);
     anyhow::bail!("{status}: {msg}")
 }
+
+/// Bytes per read of [`file_body`].
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// A request body that streams the open `file` from disk in 256 KiB reads,
+/// so an upload of any size holds one chunk in memory; `on_read(n)` is
+/// called after each read (a progress bar's `inc`). The stream ends at the
+/// file's end or at its first read error.
+pub fn file_body(
+    file: tokio::fs::File,
+    on_read: impl Fn(u64) + Clone + Send + Sync + 'static,
+) -> reqwest::Body {
+    let stream = futures::stream::unfold(Some(file), move |state| {
+        let on_read = on_read.clone();
+        async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut f = state?;
+            let mut buf = vec![0u8; FILE_CHUNK];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    on_read(n as u64);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), Some(f)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    reqwest::Body::wrap_stream(stream)
+}

@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context as _};
 use indicatif::ProgressBar;
 use serde_json::Value;
-use tokio::io::AsyncReadExt as _;
 use tributary_imports::api::{CompanyPage, UploadAnswer, UploadStatus};
 use tributary_imports::generate::{self, SplitMix64};
 use tributary_storage::{Objects, ObjectsConfig};
@@ -41,8 +40,6 @@ use tributary_storage::{Objects, ObjectsConfig};
 use crate::bench::{bar, tempdir, unique};
 use crate::cli::ImportsBenchArgs;
 
-/// Bytes read from disk per upload chunk.
-const READ_CHUNK: usize = 256 * 1024;
 /// The memory target for the 10x file, bytes.
 const RSS_TARGET: u64 = 200 * 1024 * 1024;
 
@@ -875,23 +872,11 @@ async fn upload(http: &reqwest::Client, base: &str, file: &Path) -> anyhow::Resu
         .await
         .with_context(|| format!("open {}", file.display()))?;
     let len = f.metadata().await?.len();
-    let stream = futures::stream::unfold(Some(f), |state| async move {
-        let mut f = state?;
-        let mut buf = vec![0u8; READ_CHUNK];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), Some(f)))
-            }
-            Err(e) => Some((Err(e), None)),
-        }
-    });
     let resp = http
         .post(format!("{base}/import/company/{}", unique("bench")))
         .header("content-type", "application/json")
         .header("content-length", len)
-        .body(reqwest::Body::wrap_stream(stream))
+        .body(tributary_runtime::client::file_body(f, |_| {}))
         .send()
         .await
         .context("upload the file")?;
