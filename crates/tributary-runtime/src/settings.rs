@@ -110,12 +110,15 @@ impl Default for SqlSettings {
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheSettings {
-    /// `redis://...` or `memory://`.
+    /// `redis://...`, `rediss://...` (TLS) or `memory://`.
     pub url: String,
     /// Prefix of every key this process writes.
     pub key_prefix: String,
     /// In-process cache size limit, MiB.
     pub memory_max_mb: u64,
+    /// `rediss://` only: PEM file of the CA certificates to trust instead
+    /// of the system's store (empty = the system's store).
+    pub tls_ca_file: String,
 }
 
 impl std::fmt::Debug for CacheSettings {
@@ -124,6 +127,7 @@ impl std::fmt::Debug for CacheSettings {
             .field("url", &redact(&self.url))
             .field("key_prefix", &self.key_prefix)
             .field("memory_max_mb", &self.memory_max_mb)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -134,6 +138,7 @@ impl Default for CacheSettings {
             url: "memory://".into(),
             key_prefix: "tributary:".into(),
             memory_max_mb: 64,
+            tls_ca_file: String::new(),
         }
     }
 }
@@ -180,6 +185,7 @@ impl PlatformSettings {
             url: self.cache.url.clone(),
             key_prefix: self.cache.key_prefix.clone(),
             memory_max_bytes: self.cache.memory_max_mb * 1024 * 1024,
+            tls_ca_file: non_empty(&self.cache.tls_ca_file).map(PathBuf::from),
             ..tributary_storage::CacheConfig::default()
         }
     }

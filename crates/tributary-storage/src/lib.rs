@@ -22,9 +22,11 @@ mod migrate;
 mod objects;
 mod sql;
 pub mod stmt;
+mod tls;
 
 pub use cache::{Cache, CacheConfig, CacheKind};
 pub use error::{Error, Result};
 pub use migrate::{MigrationReport, Migrations};
 pub use objects::{ObjectInfo, ObjectWriter, Objects, ObjectsConfig, DEFAULT_PART_SIZE};
 pub use sql::{BeginWrite, Database, DatabaseKind, SqlConfig};
+pub use tls::install_crypto_provider;

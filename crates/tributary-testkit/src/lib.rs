@@ -13,6 +13,7 @@ use std::fmt;
 
 pub mod ports;
 pub mod spawn;
+pub mod tls;
 
 pub use ports::{BusKind, CacheKind, Sql, StoreKind, TestBus, TestCache, TestDb, TestObjects};
 

@@ -13,6 +13,9 @@ mod run;
 mod systems;
 
 fn main() -> std::process::ExitCode {
+    // One rustls provider for every TLS client of the process (PostgreSQL,
+    // Redis, S3), before any of them starts.
+    tributary_storage::install_crypto_provider();
     let systems = systems::all();
     let invocation = cli::parse(&systems);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
