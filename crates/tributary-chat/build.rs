@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
     tonic_prost_build::configure()
+        // Upload chunks as `bytes::Bytes`: spooled and sent without a copy.
+        .bytes(".tributary.chat.v1.UploadRequest")
         .build_client(true)
         .build_server(true)
         .compile_fds(fds)?;

@@ -154,18 +154,29 @@ pub async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response>
     anyhow::bail!("{status}: {msg}")
 }
 
-/// Bytes per read of [`file_body`].
+/// Bytes per read of [`file_chunks`] (and so [`file_body`]).
 const FILE_CHUNK: usize = 256 * 1024;
 
-/// A request body that streams the open `file` from disk in 256 KiB reads,
-/// so an upload of any size holds one chunk in memory; `on_read(n)` is
-/// called after each read (a progress bar's `inc`). The stream ends at the
-/// file's end or at its first read error.
+/// A request body that streams the open `file` from disk in 256 KiB reads
+/// ([`file_chunks`]), so an upload of any size holds one chunk in memory;
+/// `on_read(n)` is called after each read (a progress bar's `inc`). The
+/// stream ends at the file's end or at its first read error.
 pub fn file_body(
     file: tokio::fs::File,
     on_read: impl Fn(u64) + Clone + Send + Sync + 'static,
 ) -> reqwest::Body {
-    let stream = futures::stream::unfold(Some(file), move |state| {
+    reqwest::Body::wrap_stream(file_chunks(file, on_read))
+}
+
+/// The open `file` as a stream of 256 KiB reads (the last one shorter),
+/// calling `on_read(n)` after each; it ends at the file's end or with its
+/// first read error. The one reader behind every upload, HTTP
+/// ([`file_body`]) or gRPC (messages of one chunk each).
+pub fn file_chunks(
+    file: tokio::fs::File,
+    on_read: impl Fn(u64) + Clone + Send + Sync + 'static,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    futures::stream::unfold(Some(file), move |state| {
         let on_read = on_read.clone();
         async move {
             use tokio::io::AsyncReadExt as _;
@@ -176,11 +187,10 @@ pub fn file_body(
                 Ok(n) => {
                     buf.truncate(n);
                     on_read(n as u64);
-                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), Some(f)))
+                    Some((Ok(bytes::Bytes::from(buf)), Some(f)))
                 }
                 Err(e) => Some((Err(e), None)),
             }
         }
-    });
-    reqwest::Body::wrap_stream(stream)
+    })
 }

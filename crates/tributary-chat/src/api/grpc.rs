@@ -3,10 +3,14 @@
 //! v1alpha) and the standard `grpc.health.v1` service.
 //!
 //! Long jobs (import, export, restore) are server streams: progress
-//! messages, then one report. Errors become a [`Status`] in exactly one
+//! messages, then one report. An upload is a client stream (a start
+//! message, then data) answered the same way, through the same spool and
+//! import as the REST upload ([`ChatService::import_upload`]). Errors become a [`Status`] in exactly one
 //! place, `From<Error> for Status`.
 
 mod convert;
+
+pub use convert::MAX_UPLOAD_CHUNK;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -135,6 +139,38 @@ impl chat_service_server::ChatService for GrpcApi {
             convert::import_progress,
             convert::import_report,
             move |progress| async move { svc.import(&path, &progress).await },
+        )))
+    }
+
+    type UploadStream = JobStream<pb::ImportEvent>;
+
+    #[tracing::instrument(skip_all, fields(name = tracing::field::Empty))]
+    async fn upload(
+        &self,
+        req: Request<tonic::Streaming<pb::UploadRequest>>,
+    ) -> Result<Response<Self::UploadStream>, Status> {
+        let mut messages = req.into_inner();
+        let start = match messages.message().await?.and_then(|m| m.part) {
+            Some(pb::upload_request::Part::Start(s)) => s,
+            Some(pb::upload_request::Part::Data(_)) | None => {
+                return Err(Status::invalid_argument(
+                    "an upload starts with a start message (name, size)",
+                ))
+            }
+        };
+        let name = crate::service::upload_name(&start.name)?;
+        tracing::Span::current().record("name", name.as_str());
+        // A declared size over the limit is refused before any data is read.
+        self.svc.check_upload_size(&name, start.size)?;
+        let svc = self.svc.clone();
+        Ok(Response::new(job_stream(
+            OnDisconnect::Cancel,
+            convert::import_progress,
+            convert::import_report,
+            move |progress| async move {
+                svc.import_upload(&name, start.size, convert::upload_data(messages), &progress)
+                    .await
+            },
         )))
     }
 

@@ -255,21 +255,15 @@ async fn import_upload(
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = crate::service::upload_name(&q.name)?;
-    let max = svc.settings().max_upload_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared.filter(|n| *n > max) {
-        return Err(Error::TooLarge(format!(
-            "upload {name}: {n} bytes, larger than chat.max_upload_bytes ({max} bytes)"
-        ))
-        .into());
-    }
+    svc.check_upload_size(&name, declared)?;
     Ok(ndjson::<ImportProgress, ImportReport, _, _>(
         move |tx| async move {
             let progress = progress_sender::<ImportProgress, ()>(tx);
-            svc.import_upload(&name, body.into_data_stream(), &progress)
+            svc.import_upload(&name, declared, body.into_data_stream(), &progress)
                 .await
         },
     ))

@@ -34,18 +34,37 @@ pub fn upload_name(name: &str) -> Result<String> {
 }
 
 impl ChatService {
+    /// Refuses an upload whose declared size (`Content-Length`, the gRPC
+    /// start message's `size`) is over `chat.max_upload_bytes`, before
+    /// anything is read.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`].
+    pub fn check_upload_size(&self, name: &str, declared: Option<u64>) -> Result<()> {
+        let max = self.inner.settings.max_upload_bytes;
+        match declared {
+            Some(n) if n > max => Err(Error::TooLarge(format!(
+                "upload {name}: {n} bytes, larger than chat.max_upload_bytes ({max} bytes)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// Spools `body` (at most `chat.max_upload_bytes`; cut off after
     /// `chat.upload_idle_secs` without data) as `name` and imports it like
     /// [`ChatService::import`] does a server path; the spool is removed
-    /// afterwards, whatever the outcome.
+    /// afterwards, whatever the outcome. The one upload path of the REST
+    /// and gRPC APIs. With `declared`, a body of another length is refused
+    /// before the import.
     ///
     /// # Errors
-    /// [`Error::TooLarge`], [`Error::InvalidRequest`] for a broken-off or
-    /// idle body, [`Error::File`] when the spool cannot be written, and the
-    /// errors of [`ChatService::import`].
+    /// [`Error::TooLarge`], [`Error::InvalidRequest`] for a broken-off,
+    /// short or idle body, [`Error::File`] when the spool cannot be
+    /// written, and the errors of [`ChatService::import`].
     pub async fn import_upload<S, E>(
         &self,
         name: &str,
+        declared: Option<u64>,
         body: S,
         progress: &(dyn Fn(&ImportProgress) + Send + Sync),
     ) -> Result<ImportReport>
@@ -54,6 +73,7 @@ impl ChatService {
         E: std::fmt::Display,
     {
         let name = upload_name(name)?;
+        self.check_upload_size(&name, declared)?;
         let max = self.inner.settings.max_upload_bytes;
         let idle = Duration::from_secs(self.inner.settings.upload_idle_secs.max(1));
         let spool = tempfile::Builder::new()
@@ -96,6 +116,11 @@ impl ChatService {
         }
         file.flush().await.map_err(file_err)?;
         drop(file);
+        if let Some(n) = declared.filter(|n| *n != size) {
+            return Err(Error::InvalidRequest(format!(
+                "upload {name}: ended after {size} of the {n} bytes declared; not imported"
+            )));
+        }
         tracing::info!(name = %name, bytes = size, "upload spooled; importing");
         // File names in progress and report are given relative to the
         // spool: the client sees its own names, never a server path.

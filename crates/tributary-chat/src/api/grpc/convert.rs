@@ -227,6 +227,67 @@ impl From<ImportReport> for pb::ImportReport {
     }
 }
 
+impl From<pb::ImportProgress> for ImportProgress {
+    fn from(p: pb::ImportProgress) -> Self {
+        ImportProgress {
+            file: p.file,
+            files_started: p.files_started,
+            parsed: p.parsed,
+            inserted: p.inserted,
+            errors: p.errors,
+        }
+    }
+}
+
+impl From<pb::ImportReport> for ImportReport {
+    fn from(r: pb::ImportReport) -> Self {
+        ImportReport {
+            files: r.files,
+            files_failed: r.files_failed,
+            files_ignored: r.files_ignored,
+            parsed: r.parsed,
+            skipped: r.skipped,
+            inserted: r.inserted,
+            duplicates: r.duplicates,
+            errors: r
+                .errors
+                .into_iter()
+                .map(|e| ReportedError {
+                    file: e.file,
+                    position: e.position,
+                    reason: e.reason,
+                })
+                .collect(),
+            errors_not_listed: r.errors_not_listed,
+        }
+    }
+}
+
+/// Largest `data` message of an upload, bytes.
+pub const MAX_UPLOAD_CHUNK: usize = 1 << 20;
+
+/// The messages of an upload after `start` as the byte stream
+/// [`crate::ChatService::import_upload`] spools: each `data` message one
+/// chunk; a second `start`, an empty message, a chunk over
+/// [`MAX_UPLOAD_CHUNK`] or a broken stream is an error item (which ends the
+/// upload unimported). Error texts name sizes and codes, never content.
+pub(crate) fn upload_data(
+    messages: tonic::Streaming<pb::UploadRequest>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, String>> + Send {
+    use futures::StreamExt as _;
+    use pb::upload_request::Part;
+    messages.map(|m| match m.map(|m| m.part) {
+        Ok(Some(Part::Data(d))) if d.len() <= MAX_UPLOAD_CHUNK => Ok(d),
+        Ok(Some(Part::Data(d))) => Err(format!(
+            "a data message of {} bytes, over the {MAX_UPLOAD_CHUNK} allowed",
+            d.len()
+        )),
+        Ok(Some(Part::Start(_))) => Err("a second start message".to_owned()),
+        Ok(None) => Err("a message without start or data".to_owned()),
+        Err(s) => Err(format!("{:?}: {}", s.code(), s.message())),
+    })
+}
+
 /// An import or restore progress update as a stream message.
 pub(crate) fn import_progress(p: &ImportProgress) -> pb::ImportEvent {
     pb::ImportEvent {
