@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command: format, lints, every test (unit, in-process, and against real
-# backends), doc tests, and the shipped deploy files.
+# backends), doc tests, schemathesis against every OpenAPI document, and the shipped deploy files.
 #
 #   scripts/test.sh          full run: starts tansu and SeaweedFS (scripts/backends.sh), makes
 #                            sure PostgreSQL and Redis answer, runs everything, stops what it started
@@ -213,6 +213,8 @@ step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 step deploy deploy_check
 step doctest cargo test --workspace --doc --locked
+# Embedded defaults only, so it runs under --quick too.
+step schemathesis "$ROOT/scripts/schemathesis.sh"
 # Last, so its summary is (nearly) the closing lines of the run.
 step nextest nextest
 

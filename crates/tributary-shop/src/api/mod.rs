@@ -419,6 +419,25 @@ mod tests {
             ("get", "/openapi.json"),
         ]);
         assert_eq!(ops, want);
+        // JSON object keys are strings: the integer-keyed map of offsets
+        // must not be documented with integer `propertyNames` (the
+        // schemathesis step found every filter answer violating that).
+        let applies = &doc["components"]["schemas"]["ReplicaAck"]["properties"]["applies_from"];
+        assert_eq!(applies["propertyNames"]["type"], "string", "{applies}");
+        assert_eq!(
+            applies["additionalProperties"]["type"], "integer",
+            "{applies}"
+        );
+        let ack = serde_json::to_value(crate::pipeline::control::ReplicaAck {
+            replica: "r".into(),
+            set_at: 1,
+            control_offset: 2,
+            applies_from: [(0, 518), (1, 487)].into(),
+            applied_at: 3,
+        })
+        .unwrap_or_default();
+        let valid = jsonschema::draft202012::new(applies).map(|v| v.is_valid(&ack["applies_from"]));
+        assert_eq!(valid.ok(), Some(true), "{ack}");
     }
 
     // Proves an ingest line needs its key field as a non-blank string, and the refusal names why.

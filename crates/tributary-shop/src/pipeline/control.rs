@@ -41,10 +41,41 @@ pub struct ReplicaAck {
     pub control_offset: i64,
     /// Per partition of the products topic, the first offset the filter
     /// applies to (partitions this replica had not consumed yet are absent:
-    /// all their records get it).
+    /// all their records get it). JSON object keys are strings: the
+    /// partition numbers in decimal.
+    #[schema(schema_with = partition_offsets_schema)]
     pub applies_from: BTreeMap<i32, i64>,
     /// When it applied it, ms since the epoch.
     pub applied_at: i64,
+}
+
+/// The OpenAPI schema of [`ReplicaAck::applies_from`]: utoipa derives
+/// `propertyNames: {type: integer}` for an integer-keyed map, but JSON
+/// keys are always strings (`{"0": 518}`), so the keys are documented as
+/// decimal partition numbers and the values as offsets.
+fn partition_offsets_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^(0|[1-9][0-9]*)$")),
+        ))
+        .additional_properties(Some(AdditionalProperties::RefOr(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Int64,
+                )))
+                .into(),
+        )))
+        .description(Some(
+            "Per partition of the products topic (key: the partition number in decimal), the \
+             first offset the filter applies to; partitions this replica had not consumed yet \
+             are absent (all their records get it).",
+        ))
+        .build()
 }
 
 /// The filter in force, as one follower sees it.
