@@ -1,6 +1,7 @@
 //! `tributary chat ...`: a client of the chat REST API (it talks to a
 //! running `tributary up` / `tributary serve chat`), with progress bars for
-//! import, backup and restore.
+//! import, backup and restore; `import --grpc ADDR` uploads over the gRPC
+//! API's client stream instead.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,13 +13,15 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tributary_runtime::client::{check, file_body, Api};
+use tributary_runtime::client::{check, file_body, file_chunks, grpc_auth, Api};
 
 use crate::api::rest::{
     BackupBody, CountResponse, DeleteBody, DeleteResponse, ImportBody, JobLine, RestoreBody,
     SearchResponse,
 };
 use crate::domain::{MessageFilter, SearchRequest, Sort, SortField};
+use crate::proto::v1 as pb;
+use crate::proto::v1::chat_service_client::ChatServiceClient;
 use crate::service::{
     BackupFormat, BackupProgress, BackupReport, BackupTarget, ImportProgress, ImportReport,
     RestoreSource,
@@ -45,8 +48,16 @@ pub enum Action {
     Import {
         path: PathBuf,
         /// PATH is on the server, under `chat.import_roots`.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "grpc")]
         server_path: bool,
+        /// Upload over the chat gRPC API at ADDR (`host:port` or
+        /// `http://host:port`, the server's `chat.grpc_listen`) instead of
+        /// REST; the same import, progress and report.
+        #[arg(long, value_name = "ADDR")]
+        grpc: Option<String>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Print matching messages.
     Search {
@@ -222,10 +233,15 @@ impl Client {
         self.api.get(path, query).await
     }
 
-    /// Uploads `path` to `POST /api/chat/import/upload` and follows the
-    /// import: a file as it is, a directory as a zip written to a temporary
-    /// file first (bounded memory on both sides), with a byte progress bar.
-    async fn upload(&self, path: &std::path::Path) -> anyhow::Result<ImportReport> {
+    /// Uploads `path` to `POST /api/chat/import/upload` (or, with `grpc`,
+    /// to that gRPC API's `ChatService/Upload`) and follows the import: a
+    /// file as it is, a directory as a zip written to a temporary file
+    /// first (bounded memory on both sides), with a byte progress bar.
+    async fn upload(
+        &self,
+        path: &std::path::Path,
+        grpc: Option<&str>,
+    ) -> anyhow::Result<ImportReport> {
         let meta = tokio::fs::metadata(path)
             .await
             .with_context(|| format!("read {}", path.display()))?;
@@ -260,18 +276,25 @@ impl Client {
             .await
             .with_context(|| format!("open {}", file.display()))?;
         let counter = bar.clone();
-        let url = format!("{}/api/chat/import/upload", self.base);
-        let request = self
-            .http
-            .post(&url)
-            .query(&[("name", name.as_str())])
-            .header(reqwest::header::CONTENT_LENGTH, len)
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(file_body(reader, move |n| counter.inc(n)));
+        let on_read = move |n| counter.inc(n);
         let on_progress = import_progress(&bar);
-        let report = self
-            .follow(request, &url, |p: &ImportProgress| on_progress(p))
-            .await;
+        let report = match grpc {
+            Some(addr) => grpc_upload(addr, &name, len, reader, on_read, &on_progress)
+                .await
+                .with_context(|| format!("upload {}", file.display())),
+            None => {
+                let url = format!("{}/api/chat/import/upload", self.base);
+                let request = self
+                    .http
+                    .post(&url)
+                    .query(&[("name", name.as_str())])
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(file_body(reader, on_read));
+                self.follow(request, &url, |p: &ImportProgress| on_progress(p))
+                    .await
+            }
+        };
         bar.finish_and_clear();
         report
     }
@@ -316,6 +339,75 @@ impl Client {
         }
         bail!("{url} ended without a result")
     }
+}
+
+/// Streams `file` (`len` bytes, named `name`) to `ChatService/Upload` at
+/// `addr`: a start message, then one data message per 256 KiB read, and
+/// follows the answer's progress to the report. A local read error ends
+/// the stream short of the declared size, so the server refuses it
+/// unimported; the read error is what is reported.
+async fn grpc_upload(
+    addr: &str,
+    name: &str,
+    len: u64,
+    file: tokio::fs::File,
+    on_read: impl Fn(u64) + Clone + Send + Sync + 'static,
+    on_progress: &impl Fn(&ImportProgress),
+) -> anyhow::Result<ImportReport> {
+    use pb::upload_request::Part;
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let channel = tonic::transport::Endpoint::from_shared(uri.clone())
+        .with_context(|| format!("parse --grpc {addr}"))?
+        .connect()
+        .await
+        .with_context(|| format!("connect to the chat gRPC API at {uri}"))?;
+    let mut client = ChatServiceClient::with_interceptor(channel, grpc_auth()?);
+    let read_error = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+    let slot = read_error.clone();
+    let start = pb::UploadRequest {
+        part: Some(Part::Start(pb::UploadStart {
+            name: name.to_owned(),
+            size: Some(len),
+        })),
+    };
+    let data = file_chunks(file, on_read).scan((), move |(), chunk| {
+        futures::future::ready(match chunk {
+            Ok(d) => Some(pb::UploadRequest {
+                part: Some(Part::Data(d)),
+            }),
+            Err(e) => {
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(e);
+                }
+                None
+            }
+        })
+    });
+    let status = |s: tonic::Status| anyhow::anyhow!("{:?}: {}", s.code(), s.message());
+    let outcome = async {
+        let mut events = client
+            .upload(futures::stream::iter([start]).chain(data))
+            .await
+            .map_err(status)?
+            .into_inner();
+        while let Some(event) = events.message().await.map_err(status)? {
+            match event.event {
+                Some(pb::import_event::Event::Progress(p)) => on_progress(&p.into()),
+                Some(pb::import_event::Event::Report(r)) => return Ok(r.into()),
+                None => {}
+            }
+        }
+        bail!("the chat gRPC API ended the upload without a report")
+    }
+    .await;
+    if let Some(e) = read_error.lock().ok().and_then(|mut e| e.take()) {
+        return Err(anyhow::Error::new(e).context("read the file"));
+    }
+    outcome
 }
 
 fn spinner(prefix: &str) -> ProgressBar {
@@ -370,7 +462,12 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
         api,
     };
     match cmd.action {
-        Action::Import { path, server_path } => {
+        Action::Import {
+            path,
+            server_path,
+            grpc,
+            json,
+        } => {
             let report = if server_path {
                 let bar = spinner("import");
                 let report: ImportReport = client
@@ -383,9 +480,13 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
                 bar.finish_and_clear();
                 report
             } else {
-                client.upload(&path).await?
+                client.upload(&path, grpc.as_deref()).await?
             };
-            print_import(&report);
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print_import(&report);
+            }
         }
         Action::Search {
             filter,
@@ -505,7 +606,7 @@ pub async fn run(cmd: Command, default_server: &str) -> anyhow::Result<()> {
             ..
         } => {
             // A local backup is uploaded: restoring is importing it.
-            print_import(&client.upload(&p).await?);
+            print_import(&client.upload(&p, None).await?);
         }
         Action::Restore { path, object, .. } => {
             let source = match (path, object) {

@@ -37,8 +37,9 @@ pub struct ChatSettings {
     /// the default, turns server directories off: back up to the object
     /// store (`"objects"`).
     pub backup_dir: PathBuf,
-    /// Largest upload `POST /api/chat/import/upload` takes, bytes (413
-    /// past it).
+    /// Largest upload `POST /api/chat/import/upload` or gRPC
+    /// `ChatService/Upload` takes, bytes (413 / `RESOURCE_EXHAUSTED` past
+    /// it).
     pub max_upload_bytes: u64,
     /// An upload that sends nothing for this long is cut off, seconds.
     pub upload_idle_secs: u64,

@@ -1,7 +1,8 @@
 //! Spawned-binary tests of the access baseline: with `[auth]` tokens
-//! configured every API (chat REST, logistics gRPC, the admin server's
-//! `/metrics`) answers 401 without a token and 403 for a role too low,
-//! the probes stay open, and the CLI sends its token from `TRIBUTARY_TOKEN`;
+//! configured every API (chat REST, logistics gRPC, the chat gRPC upload,
+//! the admin server's `/metrics`) answers 401 (UNAUTHENTICATED) without a
+//! token and 403 (PERMISSION_DENIED) for a role too low, the probes stay
+//! open, and the CLI sends its token from `TRIBUTARY_TOKEN`;
 //! an open API refuses to bind a non-loopback address.
 
 use std::io::{Read, Write};
@@ -61,6 +62,8 @@ fn tokens_guard_every_api_and_the_cli_sends_one() {
     );
     let chat: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let chat_grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let chat_grpc_s = chat_grpc.to_string();
     let docs: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let imports: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let shop: SocketAddr = ([127, 0, 0, 1], free_port()).into();
@@ -72,6 +75,7 @@ fn tokens_guard_every_api_and_the_cli_sends_one() {
         &[
             ("TRIBUTARY__AUTH__TOKENS", &tokens),
             ("TRIBUTARY__CHAT__LISTEN", &chat_s),
+            ("TRIBUTARY__CHAT__GRPC_LISTEN", &chat_grpc_s),
             ("TRIBUTARY__LOGISTICS__GRPC_LISTEN", &grpc_s),
             ("TRIBUTARY__DOCS__HTTP_LISTEN", &docs_s),
             ("TRIBUTARY__IMPORTS__HTTP_LISTEN", &imports_s),
@@ -152,6 +156,29 @@ fn tokens_guard_every_api_and_the_cli_sends_one() {
     );
     let (ok, out) = cli(&create, Some("ops-secret"));
     assert!(ok, "{out}");
+    // A chat upload over gRPC (client streaming) needs write.
+    let export = dir.path().join("result.json");
+    std::fs::write(
+        &export,
+        r#"{"name":"C","type":"personal_chat","id":1,"messages":[{"id":1,"type":"message","date":"2021-01-01T10:00:00","date_unixtime":"1609495200","from":"Al","from_id":"user1","text":"hi","text_entities":[]}]}"#,
+    )
+    .expect("write export");
+    let upload = [
+        "chat",
+        "import",
+        export.to_str().expect("utf-8"),
+        "--grpc",
+        &chat_grpc_s,
+    ];
+    let (ok, out) = cli(&upload, None);
+    assert!(!ok && out.contains("Unauthenticated"), "{out}");
+    let (ok, out) = cli(&upload, Some("reader-secret"));
+    assert!(
+        !ok && out.contains("PermissionDenied") && out.contains("needs write"),
+        "{out}"
+    );
+    let (ok, out) = cli(&upload, Some("ops-secret"));
+    assert!(ok && out.contains("1 parsed, 1 new"), "{out}");
     // The other systems' clients (one shared client: tributary_runtime::client::Api).
     for (system, addr, read) in [
         ("docs", docs, "stats"),

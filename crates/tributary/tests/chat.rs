@@ -31,6 +31,7 @@ struct Up {
     child: Child,
     admin: SocketAddr,
     chat: SocketAddr,
+    grpc: SocketAddr,
     _dir: tempfile::TempDir,
     data: PathBuf,
 }
@@ -49,12 +50,14 @@ impl Up {
         let data = dir.path().join("data");
         let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let chat: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let grpc: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let child = tributary()
             .args(["up", "--data-dir"])
             .arg(&data)
             .envs(any_port_env(bin()))
             .env("TRIBUTARY__ADMIN__LISTEN", admin.to_string())
             .env("TRIBUTARY__CHAT__LISTEN", chat.to_string())
+            .env("TRIBUTARY__CHAT__GRPC_LISTEN", grpc.to_string())
             .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -64,6 +67,7 @@ impl Up {
             child,
             admin,
             chat,
+            grpc,
             _dir: dir,
             data,
         }
@@ -218,7 +222,8 @@ fn backup_location(out: &str) -> String {
 
 // Proves the chat archive works end to end in the real binary: `tributary
 // up` becomes ready; the `tributary chat` CLI imports an export (twice:
-// one copy), counts (also full-text), searches with sort and paging (JSON
+// one copy; again over gRPC with `--grpc`, the same `--json` report as
+// over REST), counts (also full-text), searches with sort and paging (JSON
 // lines), shows per-user counts that follow the archive (also after a
 // delete), backs up to a directory and to the object store, and restores
 // both to identical search results; SIGTERM then stops the process with 0.
@@ -247,6 +252,18 @@ fn chat_cli_against_up_imports_searches_backs_up_and_restores() {
         again.contains("30 parsed, 0 new, 30 already stored"),
         "{again}"
     );
+    let grpc = up.grpc.to_string();
+    let over_grpc = up.chat(&["import", export_arg, "--grpc", &grpc]);
+    assert_eq!(over_grpc, again, "the same import over gRPC");
+    let report: serde_json::Value =
+        serde_json::from_str(&up.chat(&["import", export_arg, "--grpc", &grpc, "--json"]))
+            .expect("one JSON report");
+    assert_eq!(report["parsed"], 30, "{report}");
+    assert_eq!(report["inserted"], 0, "{report}");
+    assert_eq!(report["duplicates"], 30, "{report}");
+    let over_rest: serde_json::Value =
+        serde_json::from_str(&up.chat(&["import", export_arg, "--json"])).expect("JSON");
+    assert_eq!(report, over_rest);
     assert_eq!(up.chat(&["count"]).trim(), "30");
     assert_eq!(up.chat(&["count", "--query", "rust"]).trim(), "15");
     assert_eq!(
