@@ -8,7 +8,7 @@
 #   scripts/schemathesis.sh                 every API
 #   scripts/schemathesis.sh chat-api ...    only these services
 #
-# Environment: TRIBUTARY_SCHEMATHESIS_EXAMPLES (examples per operation, default 20),
+# Environment: TRIBUTARY_SCHEMATHESIS_EXAMPLES (examples per operation, default 50),
 # TRIBUTARY_SCHEMATHESIS_SEED (default fixed, so a run can be repeated; "random" for a new one),
 # TRIBUTARY_SCHEMATHESIS_KEEP=1 keeps the data dir and the server log, TRIBUTARY_BIN=PATH tests
 # that binary instead of building the debug one in $CARGO_TARGET_DIR.
@@ -21,7 +21,7 @@ ROOT=$PWD
 
 VERSION=4.32.5
 VENV="$HOME/.cache/tributary/schemathesis"
-EXAMPLES="${TRIBUTARY_SCHEMATHESIS_EXAMPLES:-20}"
+EXAMPLES="${TRIBUTARY_SCHEMATHESIS_EXAMPLES:-50}"
 SEED="${TRIBUTARY_SCHEMATHESIS_SEED:-20240917}"
 ONLY=("$@")
 
@@ -138,15 +138,16 @@ for target in "${targets[@]}"; do
     log "=== $service: http://$addr/openapi.json"
     # Checks: every 5xx fails, and every response must be one the document lists, with its
     # content type, headers and body schema (for NDJSON: every line, see the hooks file).
-    # The stateful phase (chains of calls) is left out to keep the step short: the documents
-    # declare no links, so it only chains what schemathesis guesses. One worker: with two, the
-    # shop run failed inside schemathesis with "SystemError: AST constructor recursion depth
-    # mismatch" from ast.parse, which Hypothesis calls from both threads (a CPython 3.11 bug in
-    # the AST recursion counter, shared between threads; seen on 3.11.7).
+    # Phases: the examples, coverage (boundary and negative values of each parameter),
+    # fuzzing and stateful (chains of calls schemathesis infers, e.g. create then describe).
+    # One worker: with two, the shop run failed inside schemathesis with "SystemError: AST
+    # constructor recursion depth mismatch" from ast.parse, which Hypothesis calls from both
+    # threads (a CPython 3.11 bug in the AST recursion counter, shared between threads; seen on
+    # 3.11.7).
     if ! (cd "$WORK" && SCHEMATHESIS_HOOKS="$ROOT/scripts/schemathesis_hooks.py" \
         "$VENV/bin/schemathesis" run "http://$addr/openapi.json" \
         --checks "$CHECKS" \
-        --phases examples,coverage,fuzzing \
+        --phases examples,coverage,fuzzing,stateful \
         --max-examples "$EXAMPLES" \
         "${seed_args[@]}" \
         --workers 1 \
