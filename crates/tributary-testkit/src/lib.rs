@@ -1,8 +1,9 @@
 //! Test kit: where the real backends of the test rig are, one isolated
 //! instance of each port per test on either adapter ([`ports`]: [`TestDb`],
 //! [`TestBus`], [`TestObjects`], [`TestCache`]), so tests can run in parallel
-//! against one shared PostgreSQL, broker, S3 server and Redis, and the
-//! spawned-binary helper ([`spawn`]).
+//! against one shared PostgreSQL, broker, S3 server and Redis, the
+//! spawned-binary helper ([`spawn`]) and a private broker a test may kill
+//! and restart ([`broker`]: [`PrivateTansu`]).
 //!
 //! The rig (`scripts/test.sh`) exports one environment variable per backend.
 //! A test asks for its backend with [`backend`]: outside CI an absent backend
@@ -11,10 +12,12 @@
 
 use std::fmt;
 
+pub mod broker;
 pub mod ports;
 pub mod spawn;
 pub mod tls;
 
+pub use broker::PrivateTansu;
 pub use ports::{BusKind, CacheKind, Sql, StoreKind, TestBus, TestCache, TestDb, TestObjects};
 
 /// A real backend the rig can provide.

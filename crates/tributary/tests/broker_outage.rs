@@ -1,0 +1,268 @@
+//! Broker outage tests of the real binary against a real broker that is
+//! really stopped: a private tansu of the test's own
+//! ([`tributary_testkit::PrivateTansu`], never the rig's shared broker) is
+//! SIGKILLed in the middle of a stream and started again on the same port
+//! and the same storage. `/readyz` must turn red while it is away and green
+//! again after it is back, nothing may be dropped meanwhile, and every event
+//! must end up on the topic (lost must be 0; duplicates are counted and
+//! reported: the at-least-once price of an outage).
+//!
+//! Logistics: `tributary serve logistics-relay` (the shared outbox relay) on
+//! PostgreSQL, relaying package events to the private broker.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use prost::Message as _;
+use tributary_logistics::domain::{NewPackage, PackageUpdate};
+use tributary_logistics::proto::v1 as pb;
+use tributary_logistics::store::Store;
+use tributary_storage::{Database, SqlConfig};
+use tributary_testkit::spawn::{http_get, Tributary};
+use tributary_testkit::{backend, fresh_postgres_db, Backend, PrivateTansu};
+
+/// Packages written before the relay starts; each is created then updated (two events).
+const PACKAGES: usize = 1500;
+/// How long `/readyz` may take to notice the broker is gone, and to notice it is back.
+const READINESS_BOUND: Duration = Duration::from_secs(30);
+/// How long the broker stays away once readiness has turned red.
+const OUTAGE: Duration = Duration::from_secs(8);
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tributary"))
+}
+
+async fn pending(store: &Store) -> i64 {
+    store.pending_events().await.unwrap()
+}
+
+async fn write_events(store: &Store) {
+    let upd = PackageUpdate::parse(Some("v2".into()), None, None, None)
+        .unwrap()
+        .unwrap();
+    for i in 0..PACKAGES {
+        let p = store
+            .create(&NewPackage::parse(format!("p{i}"), "m".into(), 1.0, false).unwrap())
+            .await
+            .unwrap();
+        store.update(p.id, &upd).await.unwrap();
+    }
+}
+
+/// How many records `topic` holds: the sum over its partitions of high
+/// minus low watermark, from the broker (rdkafka).
+async fn topic_size(bus_url: &str, topic: &str) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer as _};
+    let brokers = tributary_bus::kafka::parse_brokers(bus_url).unwrap();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()
+            .unwrap();
+        let timeout = Duration::from_secs(10);
+        let md = c.fetch_metadata(Some(&topic), timeout).unwrap();
+        let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
+        assert!(partitions > 0, "{topic}: no partitions in the metadata");
+        (0..partitions)
+            .map(|p| {
+                let (low, high) = c
+                    .fetch_watermarks(&topic, i32::try_from(p).unwrap(), timeout)
+                    .unwrap();
+                high - low
+            })
+            .sum()
+    })
+    .await
+    .unwrap()
+}
+
+fn ready(t: &Tributary) -> bool {
+    matches!(http_get(t.admin, "/readyz"), Some((200, _)))
+}
+
+/// Polls `/readyz` every 50 ms until it says `want` (true: 200), or panics
+/// after [`READINESS_BOUND`]; returns how long it took.
+fn wait_readiness(t: &Tributary, want: bool, what: &str, broker: &PrivateTansu) -> Duration {
+    let t0 = Instant::now();
+    while ready(t) != want {
+        assert!(
+            t0.elapsed() < READINESS_BOUND,
+            "{what}: /readyz did not turn {} within {READINESS_BOUND:?}; now: {:?}\nrelay log:\n{}\nbroker log:\n{}",
+            if want { "200" } else { "non-200" },
+            http_get(t.admin, "/readyz"),
+            t.log_text(),
+            broker.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    t0.elapsed()
+}
+
+// Proves the outbox relay survives a real broker SIGKILL mid-stream: readiness
+// goes red and back, nothing leaves the outbox without an ack while the broker
+// is away, and no event is lost on the topic (duplicates counted exactly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_survives_broker_sigkill_postgres() {
+    let Some(pg) = backend(Backend::Postgres) else {
+        return;
+    };
+    let Some(mut broker) = PrivateTansu::start().await else {
+        return;
+    };
+    let t_start = Instant::now();
+    let dir = tributary_testkit::temp_dir();
+    let sql_url = fresh_postgres_db(&pg).await.unwrap();
+    let store = Store::new(
+        Database::connect(&sql_url, &SqlConfig::default())
+            .await
+            .unwrap(),
+    );
+    store.migrate().await.unwrap();
+    write_events(&store).await;
+    let total = pending(&store).await;
+    assert_eq!(total, 2 * PACKAGES as i64);
+
+    let bus_url = broker.url();
+    let topic = tributary_testkit::unique("outage-package-events");
+    let data = dir.path().to_string_lossy().into_owned();
+    let env = [
+        ("TRIBUTARY__SQL__URL", sql_url.as_str()),
+        ("TRIBUTARY__BUS__URL", bus_url.as_str()),
+        ("TRIBUTARY__DATA_DIR", data.as_str()),
+        ("TRIBUTARY__LOGISTICS__RELAY__TOPIC", topic.as_str()),
+        // Small batches and one producer, so the kill lands mid-stream.
+        ("TRIBUTARY__LOGISTICS__RELAY__BATCH_SIZE", "10"),
+        ("TRIBUTARY__LOGISTICS__RELAY__PRODUCERS", "1"),
+        ("TRIBUTARY__LOGISTICS__RELAY__CONSUMERS", "1"),
+        ("TRIBUTARY__LOGISTICS__RELAY__LEASE_SECS", "2"),
+        ("TRIBUTARY__LOGISTICS__RELAY__POLL_INTERVAL_MS", "10"),
+        ("TRIBUTARY__AUDIT__ENABLED", "false"),
+    ];
+    let mut relay = Tributary::start(
+        bin(),
+        &["serve", "logistics-relay"],
+        &env,
+        &dir.path().join("relay.log"),
+    );
+    relay.wait_ready(Duration::from_secs(60));
+
+    // Kill the broker once a tenth has gone out.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pending(&store).await > total * 9 / 10 {
+        assert!(
+            Instant::now() < deadline,
+            "relay made no progress:\n{}",
+            relay.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    broker.kill9();
+    let killed = Instant::now();
+    let sent_before = relay.metric("tributary_outbox_sent_total");
+    let left_at_kill = pending(&store).await;
+    assert!(
+        left_at_kill > 0 && left_at_kill < total,
+        "the kill must land mid-stream ({left_at_kill} of {total} left)"
+    );
+
+    // Readiness turns red while the broker is away.
+    let to_red = wait_readiness(&relay, false, "broker killed", &broker);
+    let red_body = http_get(relay.admin, "/readyz").map(|(_, b)| b);
+
+    // Meanwhile nothing leaves the outbox without an ack: the acks counted
+    // plus what is still pending is at least every event, for the whole
+    // outage (the cleaner may lag behind the acks, never lead them).
+    let outage_end = Instant::now() + OUTAGE;
+    let mut left_in_outage = left_at_kill;
+    while Instant::now() < outage_end {
+        let sent = relay.metric("tributary_outbox_sent_total");
+        left_in_outage = pending(&store).await;
+        assert!(
+            left_in_outage > 0,
+            "the outbox drained while the broker was away"
+        );
+        assert!(
+            sent as i64 + left_in_outage >= total,
+            "events deleted without an ack: {sent} acked, {left_in_outage} pending of {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Acked events of a batch whose other sends still wait on the broker
+    // stay until that batch is done: "held" of them, never fewer than 0.
+    let held = relay.metric("tributary_outbox_sent_total") as i64 + left_in_outage - total;
+    assert!(!ready(&relay), "ready again while the broker is still away");
+
+    // The broker comes back on the same port and the same storage.
+    let down_for = killed.elapsed();
+    let broker_up = broker.restart().await;
+    let to_green = wait_readiness(&relay, true, "broker restarted", &broker);
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while pending(&store).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "outbox not drained after the broker came back ({} left):\nrelay log:\n{}\nbroker log:\n{}",
+            pending(&store).await,
+            relay.log_text(),
+            broker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent_total = relay.metric("tributary_outbox_sent_total");
+    let failed_total = relay.metric("tributary_outbox_failed_total");
+    let st = relay.stop(Duration::from_secs(30));
+    assert!(
+        st.success(),
+        "relay exit after SIGTERM: {st}\n{}",
+        relay.log_text()
+    );
+
+    // Count what reached the topic: exactly as many records as its
+    // partitions' watermarks say, read back under a new group (tansu does
+    // not reliably evict a killed member of an old one).
+    let on_topic = topic_size(&bus_url, &topic).await;
+    let records = tributary_testkit::read_topic_until(
+        &bus_url,
+        &topic,
+        Duration::from_secs(120),
+        |got: &[tributary_bus::Message]| got.len() as i64 >= on_topic,
+    )
+    .await;
+    assert_eq!(
+        records.len() as i64,
+        on_topic,
+        "records read back vs the topic's watermarks"
+    );
+    let mut first_seen: HashMap<u64, Vec<i32>> = HashMap::new();
+    let mut seen = HashSet::new();
+    for m in &records {
+        let e = pb::PackageEvent::decode(&m.value[..]).unwrap();
+        assert_eq!(m.key.as_deref(), Some(e.package_id.to_string().as_bytes()));
+        if seen.insert(e.id) {
+            first_seen.entry(e.package_id).or_default().push(e.r#type);
+        }
+    }
+    let lost = total as usize - seen.len();
+    let duplicates = records.len() - seen.len();
+    eprintln!(
+        "broker SIGKILL mid-stream: {total} events written, {sent_before} acked and {left_at_kill} pending at the kill; \
+         /readyz non-200 after {to_red:?} ({red_body:?}); {left_in_outage} pending through the outage ({held} of them acked, \
+         held with their batch); broker down {down_for:?}, answering {broker_up:?} after its restart, \
+         /readyz 200 again {to_green:?} after that; {sent_total} sends acked, {failed_total} failed; \
+         on the topic: {} records, lost {lost}, duplicated {duplicates}; test took {:?}",
+        records.len(),
+        t_start.elapsed()
+    );
+    assert_eq!(lost, 0, "events lost");
+    assert_eq!(first_seen.len(), PACKAGES);
+    for (pkg, types) in &first_seen {
+        assert_eq!(
+            types,
+            &vec![0, 1],
+            "package {pkg}: Created then Updated, once each"
+        );
+    }
+}
