@@ -355,16 +355,7 @@ async fn grpc_upload(
     on_progress: &impl Fn(&ImportProgress),
 ) -> anyhow::Result<ImportReport> {
     use pb::upload_request::Part;
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let channel = tonic::transport::Endpoint::from_shared(uri.clone())
-        .with_context(|| format!("parse --grpc {addr}"))?
-        .connect()
-        .await
-        .with_context(|| format!("connect to the chat gRPC API at {uri}"))?;
+    let channel = tributary_runtime::client::grpc_channel(addr, "the chat gRPC API").await?;
     let mut client = ChatServiceClient::with_interceptor(channel, grpc_auth()?);
     let read_error = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
     let slot = read_error.clone();

@@ -7,7 +7,6 @@ mod bench;
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::json;
-use tonic::transport::Channel;
 use tributary_bus::{BusConfig, ConsumerOptions, StartFrom};
 
 use crate::proto::v1 as pb;
@@ -134,11 +133,7 @@ fn status(e: tonic::Status) -> anyhow::Error {
 }
 
 async fn client(addr: &str, action: Action) -> anyhow::Result<()> {
-    let channel = Channel::from_shared(addr.to_string())
-        .context("parse --addr")?
-        .connect()
-        .await
-        .with_context(|| format!("connect to logistics-api at {addr}"))?;
+    let channel = tributary_runtime::client::grpc_channel(addr, "logistics-api").await?;
     let mut c = LogisticPackageApiServiceClient::with_interceptor(
         channel,
         tributary_runtime::client::grpc_auth()?,

@@ -85,6 +85,12 @@ pub struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// Connections served at once per listener; more wait in the backlog.
     pub max_connections: usize,
+    /// PEM certificate chain: when set (with `tls_key_file`), every REST,
+    /// gRPC and admin listener of the process speaks TLS only (HTTPS, gRPC
+    /// over TLS). Empty = plaintext.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: String,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +98,8 @@ impl Default for ServerConfig {
         Self {
             header_read_timeout_ms: 10_000,
             max_connections: 1024,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }

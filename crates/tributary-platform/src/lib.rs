@@ -11,6 +11,7 @@ pub mod health;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod url;
 
 pub use health::{CheckResult, HealthCheck, Readiness, ServiceState, ServiceStatus, Started};

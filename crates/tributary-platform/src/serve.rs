@@ -14,6 +14,10 @@
 //!   flight (bounded by the API's request timeout) and returns when all are
 //!   closed.
 //!
+//! With `[server] tls_cert_file`/`tls_key_file` set, every connection is
+//! TLS ([`crate::tls`]); the handshake must finish within the header read
+//! timeout too.
+//!
 //! Body read time is bounded by each API's request timeout (the body is
 //! read inside the handler, under the timeout layer).
 
@@ -93,6 +97,9 @@ pub async fn serve_with(
     let saturated = Arc::new(AtomicBool::new(false));
     let name = server.to_owned();
     let gauge = metrics::gauge!(CONNECTIONS, "server" => name.clone());
+    let tls = crate::tls::http_server_config(config)
+        .map_err(|e| std::io::Error::other(format!("{server}: {e:#}")))?
+        .map(tokio_rustls::TlsAcceptor::from);
     loop {
         if slots.available_permits() == 0 && !saturated.swap(true, Ordering::Relaxed) {
             tracing::warn!(server = %name, max_connections = max,
@@ -124,18 +131,28 @@ pub async fn serve_with(
         let gauge = gauge.clone();
         let saturated = saturated.clone();
         gauge.increment(1.0);
+        let tls = tls.clone();
         tracker.spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .serve_connection(TokioIo::new(stream), svc)
-                .with_upgrades();
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.as_mut().await
+            let result = match tls {
+                None => drive(TokioIo::new(stream), svc, header_timeout, &shutdown).await,
+                // The handshake shares the header deadline: a client that
+                // stalls in it is closed like one that trickles a header.
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            drive(TokioIo::new(tls_stream), svc, header_timeout, &shutdown).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(server = %name, %peer, error = %e, "TLS handshake failed; connection closed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            metrics::counter!(HEADER_TIMEOUTS, "server" => name.clone())
+                                .increment(1);
+                            tracing::debug!(server = %name, %peer, "TLS handshake not finished in time; connection closed");
+                            Ok(())
+                        }
+                    }
                 }
             };
             if let Err(e) = result {
@@ -155,6 +172,32 @@ pub async fn serve_with(
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// Serves one connection (plain or TLS) until it ends; on shutdown it
+/// finishes the request in flight first.
+async fn drive<I>(
+    io: I,
+    svc: TowerToHyperService<Router>,
+    header_timeout: Duration,
+    shutdown: &CancellationToken,
+) -> Result<(), hyper::Error>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(io, svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => r,
+        () = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +258,7 @@ mod tests {
         let (addr, stop, task) = started(ServerConfig {
             header_read_timeout_ms: 300,
             max_connections: 4,
+            ..ServerConfig::default()
         })
         .await;
         let mut trickling = Vec::new();
@@ -249,6 +293,7 @@ mod tests {
         let (addr, stop, task) = started(ServerConfig {
             header_read_timeout_ms: 60_000,
             max_connections: 1,
+            ..ServerConfig::default()
         })
         .await;
         let mut first = TcpStream::connect(addr).await.unwrap();

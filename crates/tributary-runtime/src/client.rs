@@ -2,13 +2,63 @@
 //! service: an HTTP client and a gRPC interceptor that send the caller's
 //! token (`TRIBUTARY_TOKEN`, else `auth.client_token`) as
 //! `Authorization: Bearer TOKEN`.
+//!
+//! `https://` addresses work for both (a service with `[server]
+//! tls_cert_file`): the server's certificate must chain to the Mozilla
+//! roots, or to the PEM certificates in the file `TRIBUTARY_CA_FILE` names
+//! (a private CA; those are then the only roots trusted).
 
 use anyhow::Context as _;
 
-/// A `reqwest` client sending the caller's token with every request.
+/// The environment variable naming a PEM file of CA certificates clients trust.
+pub const CA_FILE_ENV: &str = "TRIBUTARY_CA_FILE";
+
+/// The PEM bytes of `TRIBUTARY_CA_FILE`, when set.
+fn ca_file() -> anyhow::Result<Option<Vec<u8>>> {
+    match std::env::var_os(CA_FILE_ENV).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(path) => std::fs::read(&path)
+            .map(Some)
+            .with_context(|| format!("{CA_FILE_ENV}={}", path.to_string_lossy())),
+    }
+}
+
+/// A gRPC channel to `addr` (`host:port`, `http://host:port` or
+/// `https://host:port`), connected; TLS for `https://` (module docs).
+/// `what` names the service in errors.
 ///
 /// # Errors
-/// When the token is not a valid header value.
+/// When the address does not parse, the CA file cannot be read, or the
+/// service does not answer.
+pub async fn grpc_channel(addr: &str, what: &str) -> anyhow::Result<tonic::transport::Channel> {
+    let uri = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(uri.clone())
+        .with_context(|| format!("parse the {what} address {addr}"))?;
+    if uri.starts_with("https://") {
+        let tls = match ca_file()? {
+            Some(pem) => tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+            None => tonic::transport::ClientTlsConfig::new().with_webpki_roots(),
+        };
+        endpoint = endpoint
+            .tls_config(tls)
+            .with_context(|| format!("TLS for {uri}"))?;
+    }
+    endpoint
+        .connect()
+        .await
+        .with_context(|| format!("connect to {what} at {uri}"))
+}
+
+/// A `reqwest` client sending the caller's token with every request, and
+/// trusting `TRIBUTARY_CA_FILE` when set.
+///
+/// # Errors
+/// When the token is not a valid header value or the CA file is unreadable.
 pub fn http_client() -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(value) = tributary_platform::auth::client_authorization() {
@@ -17,10 +67,16 @@ pub fn http_client() -> anyhow::Result<reqwest::Client> {
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .context("build the HTTP client")
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if let Some(pem) = ca_file()? {
+        let roots = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{CA_FILE_ENV}: not a PEM certificate bundle"))?;
+        builder = builder.tls_built_in_root_certs(false);
+        for root in roots {
+            builder = builder.add_root_certificate(root);
+        }
+    }
+    builder.build().context("build the HTTP client")
 }
 
 /// A tonic interceptor adding the caller's token to every call:

@@ -223,7 +223,16 @@ impl GrpcServer {
                     .await;
             }
         };
-        tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some((cert, key)) =
+            tributary_platform::tls::pem_pair(&tributary_platform::serve::current())?
+        {
+            let identity = tonic::transport::Identity::from_pem(cert, key);
+            builder = builder
+                .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+                .with_context(|| format!("{name} TLS"))?;
+        }
+        builder
             .timeout(limits.request_timeout)
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_keepalive_interval(Some(limits.keepalive_interval))

@@ -161,6 +161,9 @@ async fn serve(
     let auth =
         tributary_platform::auth::Auth::from_settings(&settings.auth).context("load [auth]")?;
     tributary_platform::auth::install(auth);
+    // A TLS setting that cannot work stops the start here, naming the file,
+    // instead of every listener failing on its own later.
+    tributary_platform::tls::pem_pair(&settings.server).context("load [server] TLS")?;
     tributary_platform::serve::install(settings.server.clone());
     let _ = telemetry::prometheus();
     metrics::gauge!("tributary_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
