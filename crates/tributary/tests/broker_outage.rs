@@ -8,14 +8,18 @@
 //! reported: the at-least-once price of an outage).
 //!
 //! Logistics: `tributary serve logistics-relay` (the shared outbox relay) on
-//! PostgreSQL, relaying package events to the private broker.
+//! PostgreSQL, relaying package events to the private broker. Documents:
+//! `tributary serve docs-executor docs-outbox` on PostgreSQL, consuming its
+//! input from the private broker and relaying its output back to it.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use prost::Message as _;
+use tributary_bus::{BusConfig, Message};
+use tributary_documents::domain::{generate_updates, reference_merge, Document, GenParams};
 use tributary_logistics::domain::{NewPackage, PackageUpdate};
 use tributary_logistics::proto::v1 as pb;
 use tributary_logistics::store::Store;
@@ -265,4 +269,191 @@ async fn relay_survives_broker_sigkill_postgres() {
             "package {pkg}: Created then Updated, once each"
         );
     }
+}
+
+async fn doc_table(store: &tributary_documents::store::DocStore) -> BTreeMap<String, Document> {
+    store
+        .list(None, 1_000_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.url.clone(), d))
+        .collect()
+}
+
+fn last_per_url(records: &[Message]) -> BTreeMap<String, Document> {
+    let mut last = BTreeMap::new();
+    for m in records {
+        let d = tributary_documents::parse_update(&m.value).unwrap();
+        assert_eq!(m.key.as_deref(), Some(d.url.as_bytes()), "key = url");
+        last.insert(d.url.clone(), d);
+    }
+    last
+}
+
+/// Writes `stream` to a new topic `input` of 3 partitions on `bus_url`, key = url.
+async fn feed(bus_url: &str, input: &str, stream: &[Document]) {
+    let bus = tributary_bus::connect(bus_url, &BusConfig::default())
+        .await
+        .unwrap();
+    bus.create_topic(input, 3).await.unwrap();
+    for chunk in stream.chunks(5000) {
+        let sends: Vec<_> = chunk
+            .iter()
+            .map(|d| {
+                bus.send(tributary_bus::Record::new(
+                    input.to_owned(),
+                    d.url.clone().into_bytes(),
+                    serde_json::to_vec(d).unwrap(),
+                ))
+            })
+            .collect();
+        for r in futures::future::join_all(sends).await {
+            r.unwrap();
+        }
+    }
+    bus.flush(Duration::from_secs(30)).await.unwrap();
+}
+
+// Proves the docs executor + outbox survive a real broker SIGKILL mid-stream (the
+// broker is both its input and its output): readiness goes red and back, no ack
+// arrives while it is away, and after its restart the table and the last output
+// per url equal the reference merge (PostgreSQL + a private tansu).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docs_executor_survives_broker_sigkill_postgres() {
+    let Some(pg) = backend(Backend::Postgres) else {
+        return;
+    };
+    let Some(mut broker) = PrivateTansu::start().await else {
+        return;
+    };
+    let t_start = Instant::now();
+    let dir = tributary_testkit::temp_dir();
+    let sql = fresh_postgres_db(&pg).await.unwrap();
+    let bus_url = broker.url();
+    let stream = generate_updates(
+        33,
+        &GenParams {
+            urls: 2000,
+            updates: 20_000,
+            duplicates: 0.2,
+            shuffle: true,
+        },
+    )
+    .unwrap();
+    let want = reference_merge(stream.iter().cloned());
+    let input = tributary_testkit::unique("doc-in");
+    let output = tributary_testkit::unique("doc-out");
+    let group = tributary_testkit::unique("doc-group");
+    feed(&bus_url, &input, &stream).await;
+    let db = tributary_storage::Database::connect(&sql, &SqlConfig::default())
+        .await
+        .unwrap();
+    let store = tributary_documents::store::DocStore::open(&db)
+        .await
+        .unwrap();
+    let data = dir.path().to_string_lossy().into_owned();
+    let env = [
+        ("TRIBUTARY__SQL__URL", sql.as_str()),
+        ("TRIBUTARY__BUS__URL", bus_url.as_str()),
+        ("TRIBUTARY__DATA_DIR", data.as_str()),
+        ("TRIBUTARY__AUDIT__ENABLED", "false"),
+        ("TRIBUTARY__DOCS__INPUT_TOPIC", input.as_str()),
+        ("TRIBUTARY__DOCS__GROUP", group.as_str()),
+        ("TRIBUTARY__DOCS__RELAY__TOPIC", output.as_str()),
+        // Small batches, so the kill lands between commits.
+        ("TRIBUTARY__DOCS__BATCH_MAX", "20"),
+    ];
+    let mut t = Tributary::start(
+        bin(),
+        &["serve", "docs-executor", "docs-outbox"],
+        &env,
+        &dir.path().join("executor.log"),
+    );
+    t.wait_ready(Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while t.metric("tributary_docs_updates_in_total") < 3000.0 {
+        assert!(Instant::now() < deadline, "no progress\n{}", t.log_text());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    broker.kill9();
+    let killed = Instant::now();
+    let merged_at_kill = t.metric("tributary_docs_updates_in_total");
+
+    let to_red = wait_readiness(&t, false, "broker killed", &broker);
+    // Acks still in flight at the kill have been counted by now; none may follow.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent_in_outage = t.metric("tributary_outbox_sent_total");
+    let outage_end = Instant::now() + OUTAGE;
+    while Instant::now() < outage_end {
+        assert_eq!(
+            t.metric("tributary_outbox_sent_total"),
+            sent_in_outage,
+            "an output acked while the broker was away"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let pending_in_outage = store.outbox().pending().await.unwrap();
+    let merged_in_outage = t.metric("tributary_docs_updates_in_total");
+    assert!(!ready(&t), "ready again while the broker is still away");
+    assert!(
+        merged_in_outage < stream.len() as f64,
+        "the stream must outlast the kill ({merged_in_outage} of {})",
+        stream.len()
+    );
+
+    let down_for = killed.elapsed();
+    let broker_up = broker.restart().await;
+    let to_green = wait_readiness(&t, true, "broker restarted", &broker);
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        if store.outbox().pending().await.unwrap() == 0 && doc_table(&store).await == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not merged and relayed in time after the broker came back\nexecutor log:\n{}\nbroker log:\n{}",
+            t.log_text(),
+            broker.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let merged = t.metric("tributary_docs_updates_in_total");
+    let sent = t.metric("tributary_outbox_sent_total");
+    let st = t.stop(Duration::from_secs(30));
+    assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
+
+    let on_topic = topic_size(&bus_url, &output).await;
+    let out = tributary_testkit::read_topic_until(
+        &bus_url,
+        &output,
+        Duration::from_secs(120),
+        |got: &[Message]| got.len() as i64 >= on_topic,
+    )
+    .await;
+    assert_eq!(
+        out.len() as i64,
+        on_topic,
+        "output read back vs its watermarks"
+    );
+    let last = last_per_url(&out);
+    let lost = want.keys().filter(|u| !last.contains_key(*u)).count();
+    eprintln!(
+        "docs broker SIGKILL mid-stream: {} updates over {} urls on the input, {merged_at_kill} merged at the kill; \
+         /readyz non-200 after {to_red:?}; {merged_in_outage} merged and {pending_in_outage} outputs waiting in the \
+         outbox at the end of the outage; broker down {down_for:?}, answering {broker_up:?} after its restart, \
+         /readyz 200 again {to_green:?} after that; {merged} updates merged in all (redelivered: {}), {sent} outputs \
+         acked; output topic: {} records for {} urls, urls lost {lost}; test took {:?}",
+        stream.len(),
+        want.len(),
+        merged - stream.len() as f64,
+        out.len(),
+        last.len(),
+        t_start.elapsed()
+    );
+    assert_eq!(lost, 0, "urls missing on the output topic");
+    assert!(
+        last == want,
+        "last output per url differs from the reference merge"
+    );
 }
