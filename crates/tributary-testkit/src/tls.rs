@@ -343,3 +343,88 @@ impl Drop for TlsRedis {
         let _ = self.child.wait();
     }
 }
+
+/// A private Kafka-protocol broker reached over TLS only: a `tansu`
+/// (memory storage) on a hidden plaintext port, advertising
+/// `localhost:PORT`, and `socat` terminating TLS with the server
+/// certificate of a [`TestCa`] on `PORT` (tansu 0.6 takes `--cert`/`--key`
+/// but does not use them). Every connection a client makes, bootstrap and
+/// the advertised broker alike, goes through TLS. Both processes are
+/// killed when dropped.
+#[derive(Debug)]
+pub struct TlsKafka {
+    /// The TLS port clients use.
+    pub port: u16,
+    tansu: Child,
+    socat: Child,
+}
+
+impl TlsKafka {
+    /// Starts both and returns once the TLS port accepts connections.
+    ///
+    /// # Errors
+    /// When `tansu` or `socat` is missing or does not start.
+    pub fn start(ca: &TestCa) -> anyhow::Result<Self> {
+        let bin = crate::broker::tansu_binary()
+            .context("tansu is not installed (scripts/backends.sh start installs it)")?;
+        let inner = free_port();
+        let port = free_port();
+        let tansu = Command::new(bin)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("SCHEMA_REGISTRY")
+            .args(["broker", "--cluster-id", "tributary-tls"])
+            .arg("--listener-url")
+            .arg(format!("tcp://127.0.0.1:{inner}"))
+            .arg("--advertised-listener-url")
+            .arg(format!("tcp://localhost:{port}"))
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start tansu")?;
+        let socat = Command::new("socat")
+            .arg(format!(
+                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+                ca.server_cert.display(),
+                ca.server_key.display()
+            ))
+            .arg(format!("TCP:127.0.0.1:{inner}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start socat (Debian package socat)")?;
+        let mut me = Self { port, tansu, socat };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let both = std::net::TcpStream::connect(("127.0.0.1", inner)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if both {
+                return Ok(me);
+            }
+            if let Ok(Some(st)) = me.tansu.try_wait() {
+                bail!("private tansu exited ({st})");
+            }
+            if let Ok(Some(st)) = me.socat.try_wait() {
+                bail!("socat exited ({st})");
+            }
+            if Instant::now() > deadline {
+                bail!("private TLS broker does not accept connections");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `kafka://localhost:PORT` (the name the certificate carries).
+    pub fn url(&self) -> String {
+        format!("kafka://localhost:{}", self.port)
+    }
+}
+
+impl Drop for TlsKafka {
+    fn drop(&mut self) {
+        for c in [&mut self.socat, &mut self.tansu] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
