@@ -86,6 +86,32 @@ apt_tool() {
     command -v "$cmd" >/dev/null
 }
 
+# What the build and the TLS tests need from Debian: pkg-config and libssl-dev (librdkafka is
+# built with OpenSSL), openssl (test CAs), socat (the TLS terminator in front of a private
+# tansu). On this project's machines they are there already.
+build_deps() {
+    local rc=0
+    apt_tool pkg-config pkg-config || rc=1
+    apt_tool openssl openssl || rc=1
+    apt_tool socat socat || rc=1
+    if ! pkg-config --exists openssl 2>/dev/null; then
+        # No command to look for: the check is openssl's pkg-config file.
+        if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null; then
+            echo "test.sh: installing libssl-dev with apt-get"
+            if [[ $APT_UPDATED == false ]]; then
+                apt-get update -qq >/dev/null && APT_UPDATED=true
+            fi
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libssl-dev \
+                >/dev/null || rc=1
+        fi
+        pkg-config --exists openssl || {
+            echo "test.sh: OpenSSL headers missing (Debian package libssl-dev)" >&2
+            rc=1
+        }
+    fi
+    return $rc
+}
+
 ensure_nextest() {
     cargo nextest --version >/dev/null 2>&1 && return 0
     echo "test.sh: installing cargo-nextest (once per machine)"
@@ -209,6 +235,7 @@ else
     eval "$("$ROOT/scripts/backends.sh" env)"
 fi
 
+step build-deps build_deps
 step fmt cargo fmt --all -- --check
 step clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 step deploy deploy_check
