@@ -149,6 +149,29 @@ pub struct RecommendationsQuery {
     pub limit: Option<u32>,
 }
 
+/// One line of `POST /api/shop/products` as the API checks it
+/// (documentation only): a JSON object with a non-blank string
+/// `product_id`; the consumers check the rest (`schemas/product.schema.json`,
+/// a product that breaks it goes to the dead-letter topic).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ProductLine {
+    /// The record key: not blank.
+    #[schema(pattern = r"[^\s\u0085]")]
+    product_id: String,
+}
+
+/// One line of `POST /api/shop/prompts` as the API checks it
+/// (documentation only): a JSON object with a non-blank string `id`; the
+/// consumers check the rest (`schemas/prompt.schema.json`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct PromptLine {
+    /// The record key: not blank.
+    #[schema(pattern = r"[^\s\u0085]")]
+    id: String,
+}
+
 /// Title and description of the document.
 #[derive(utoipa::OpenApi)]
 #[openapi(info(
@@ -219,7 +242,7 @@ async fn ingest(bus: &Bus, topic: &str, field: &str, body: &Bytes) -> Result<Acc
 
 /// Ingest products (NDJSON)
 #[utoipa::path(post, path = "/api/shop/products", operation_id = "ingest_products",
-    request_body(content = Object, content_type = "application/x-ndjson",
+    request_body(content = ProductLine, content_type = "application/x-ndjson",
         description = "One product per line in the wire shape; each needs a non-blank string `product_id` (the key); blank lines are skipped"),
     responses(
         (status = 200, description = "Every line produced to the products topic", body = Accepted),
@@ -237,7 +260,7 @@ async fn ingest_products(
 
 /// Ingest search prompts (NDJSON)
 #[utoipa::path(post, path = "/api/shop/prompts", operation_id = "ingest_prompts",
-    request_body(content = Object, content_type = "application/x-ndjson",
+    request_body(content = PromptLine, content_type = "application/x-ndjson",
         description = "One prompt `{id, user_id, find}` per line; each needs a non-blank string `id` (the key); blank lines are skipped"),
     responses(
         (status = 200, description = "Every line produced to the prompts topic", body = Accepted),
@@ -438,6 +461,29 @@ mod tests {
         .unwrap_or_default();
         let valid = jsonschema::draft202012::new(applies).map(|v| v.is_valid(&ack["applies_from"]));
         assert_eq!(valid.ok(), Some(true), "{ack}");
+        // An ingest line's schema says what `line_key` checks: the key is a
+        // non-blank string (Rust's whitespace, U+0085 too).
+        for (schema, key) in [("ProductLine", "product_id"), ("PromptLine", "id")] {
+            let line = &doc["components"]["schemas"][schema];
+            assert_eq!(line["required"], serde_json::json!([key]), "{line}");
+            let v = jsonschema::draft202012::new(line).ok();
+            for (value, ok) in [
+                ("a", true),
+                (" x ", true),
+                ("", false),
+                (" \t", false),
+                ("\u{85}", false),
+            ] {
+                let record = serde_json::json!({ key: value });
+                let raw = record.to_string();
+                assert_eq!(line_key(raw.as_bytes(), key).is_ok(), ok, "{raw}");
+                assert_eq!(
+                    v.as_ref().map(|v| v.is_valid(&record)),
+                    Some(ok),
+                    "{schema} {raw}"
+                );
+            }
+        }
     }
 
     // Proves an ingest line needs its key field as a non-blank string, and the refusal names why.
