@@ -417,3 +417,136 @@ async fn processor_sigkill_mid_file_postgres_kafka_s3() {
     )
     .await;
 }
+
+// Proves two processor replicas on Kafka share uploads by partition: one process runs the API
+// and the relay, two more run `imports-processor` in one consumer group; uploads are sent in
+// waves of three (keys spread over the files topic's partitions) until both replicas have
+// loaded records, then every upload ends `completed` with its file's valid and bad counts, and
+// the table holds exactly the union of the valid permalinks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processor_replicas_share_uploads_postgres_kafka() {
+    use tributary_testkit::{backend, fresh_postgres_db, Backend};
+    let (Some(pg), Some(kafka)) = (backend(Backend::Postgres), backend(Backend::Kafka)) else {
+        return;
+    };
+    let dir = tributary_testkit::temp_dir();
+    let sql = fresh_postgres_db(&pg).await.unwrap();
+    let objects = format!("file://{}", dir.path().join("objects").display());
+    let files_topic = tributary_testkit::unique("processedFile");
+    let events_topic = tributary_testkit::unique("importEvents");
+    let group = tributary_testkit::unique("imports-processor");
+    let data = dir.path().to_string_lossy().into_owned();
+    let env = [
+        ("TRIBUTARY__SQL__URL", sql.as_str()),
+        ("TRIBUTARY__BUS__URL", kafka.as_str()),
+        ("TRIBUTARY__OBJECTS__URL", objects.as_str()),
+        ("TRIBUTARY__DATA_DIR", data.as_str()),
+        ("TRIBUTARY__AUDIT__ENABLED", "false"),
+        ("TRIBUTARY__IMPORTS__FILES_TOPIC", files_topic.as_str()),
+        ("TRIBUTARY__IMPORTS__RELAY__TOPIC", events_topic.as_str()),
+        ("TRIBUTARY__IMPORTS__GROUP", group.as_str()),
+    ];
+    let mut front = Tributary::start(
+        bin(),
+        &["serve", "imports-api", "imports-outbox"],
+        &env,
+        &dir.path().join("front.log"),
+    );
+    let mut replicas = [
+        Tributary::start(
+            bin(),
+            &["serve", "imports-processor"],
+            &env,
+            &dir.path().join("p1.log"),
+        ),
+        Tributary::start(
+            bin(),
+            &["serve", "imports-processor"],
+            &env,
+            &dir.path().join("p2.log"),
+        ),
+    ];
+    let api = front
+        .wait_ready(Duration::from_secs(90))
+        .addr_of("imports-api")
+        .expect("imports-api address");
+    for r in &mut replicas {
+        r.wait_ready(Duration::from_secs(90));
+    }
+    let loaded = |r: &Tributary| r.metric(tributary_imports::metrics::RECORDS_LOADED);
+
+    let mut uploads = Vec::new(); // (request id, valid records, bad records)
+    let mut permalinks = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    for wave in 0u64.. {
+        for i in 0..3u64 {
+            let file = dir.path().join(format!("wave{wave}-file{i}.ndjson"));
+            let docs: Vec<serde_json::Value> =
+                tributary_imports::generate::companies(1000 + wave * 3 + i, 400, 0.05)
+                    .map(|g| g.doc)
+                    .collect();
+            std::fs::write(&file, tributary_imports::generate::ndjson(&docs)).unwrap();
+            let (want, bad) = expected(&file);
+            permalinks.extend(want.keys().cloned());
+            let answer = json_lines(&cli(api, &["upload", file.to_str().unwrap(), "--json"]));
+            let id = answer[0]["request_id"].as_str().unwrap().to_owned();
+            uploads.push((id, 400 - bad.len() as u64, bad.len() as u64));
+        }
+        // Let this wave land before judging whether both replicas have work.
+        let settle = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < settle && !replicas.iter().all(|r| loaded(r) > 0.0) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if replicas.iter().all(|r| loaded(r) > 0.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && wave < 8,
+            "after {} uploads one replica never loaded a record: {} / {}\n{}\n{}",
+            uploads.len(),
+            loaded(&replicas[0]),
+            loaded(&replicas[1]),
+            replicas[0].log_text(),
+            replicas[1].log_text()
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    for (id, valid, bad) in &uploads {
+        let done = loop {
+            let s = json_lines(&cli(api, &["status", id, "--json"])).remove(0);
+            if s["state"] == "completed" || s["state"] == "failed" {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "not completed: {s}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(done["state"], "completed", "{done}");
+        assert_eq!(done["loaded"], *valid, "{done}");
+        assert_eq!(done["rejected"], *bad, "{done}");
+    }
+    let store = store_of(&sql).await;
+    let table: BTreeSet<String> = table(&store).await.into_keys().collect();
+    assert_eq!(
+        table, permalinks,
+        "the table holds exactly the valid permalinks"
+    );
+    let (a, b) = (loaded(&replicas[0]), loaded(&replicas[1]));
+    let total: u64 = uploads.iter().map(|u| u.1).sum();
+    assert!(a + b >= total as f64, "replicas loaded {a} + {b} < {total}");
+    eprintln!(
+        "two replicas: {} uploads, {total} valid records; replica 1 loaded {a}, replica 2 {b} \
+         (more than the total only if a rebalance repeated a batch); table {} permalinks",
+        uploads.len(),
+        table.len()
+    );
+    for r in &mut replicas {
+        let st = r.stop(Duration::from_secs(30));
+        assert!(st.success(), "exit after SIGTERM: {st}\n{}", r.log_text());
+    }
+    let st = front.stop(Duration::from_secs(30));
+    assert!(
+        st.success(),
+        "exit after SIGTERM: {st}\n{}",
+        front.log_text()
+    );
+}
