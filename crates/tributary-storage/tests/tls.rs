@@ -23,6 +23,13 @@ fn required<T>(what: &str, r: anyhow::Result<T>) -> Option<T> {
     }
 }
 
+/// The test's CA (which signs the server) and another one (which does not).
+fn two_cas(dir: &std::path::Path) -> Option<(TestCa, TestCa)> {
+    let ca = required("openssl", TestCa::generate(&dir.join("ca"), "tributary-ca"))?;
+    let other = TestCa::generate(&dir.join("other"), "other-ca").unwrap();
+    Some((ca, other))
+}
+
 fn quick() -> SqlConfig {
     SqlConfig {
         max_connections: 2,
@@ -39,13 +46,9 @@ fn quick() -> SqlConfig {
 #[tokio::test]
 async fn postgres_verify_full_against_a_private_ca() {
     let dir = temp_dir();
-    let Some(ca) = required(
-        "openssl",
-        TestCa::generate(&dir.path().join("ca"), "tributary-ca"),
-    ) else {
+    let Some((ca, other)) = two_cas(dir.path()) else {
         return;
     };
-    let other = TestCa::generate(&dir.path().join("other"), "other-ca").unwrap();
     let Some(pg) = required("a private PostgreSQL", TlsPostgres::start(&ca).await) else {
         return;
     };
@@ -89,13 +92,9 @@ async fn postgres_verify_full_against_a_private_ca() {
 #[tokio::test]
 async fn redis_over_tls_against_a_private_ca() {
     let dir = temp_dir();
-    let Some(ca) = required(
-        "openssl",
-        TestCa::generate(&dir.path().join("ca"), "tributary-ca"),
-    ) else {
+    let Some((ca, other)) = two_cas(dir.path()) else {
         return;
     };
-    let other = TestCa::generate(&dir.path().join("other"), "other-ca").unwrap();
     let Some(redis) = required("a private TLS redis-server", TlsRedis::start(&ca)) else {
         return;
     };

@@ -69,6 +69,26 @@ pub fn command(bin: &Path) -> Command {
     c
 }
 
+/// Runs the client command `bin ARGS` ([`command`]: no inherited
+/// `TRIBUTARY_*` settings) with `env` on top and stdin closed: whether it
+/// succeeded, and its stdout followed by its stderr.
+pub fn run_cli(bin: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = command(bin)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 /// The environment that moves every service listener of this build to a
 /// free port: `TRIBUTARY__<KEY>=127.0.0.1:0` for each key that
 /// `tributary services --json` lists under `listens`.

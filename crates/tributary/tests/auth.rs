@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tributary_platform::auth::hash_token;
-use tributary_testkit::spawn::{any_port_env, command, free_port, http_get, Tributary};
+use tributary_testkit::spawn::{any_port_env, command, free_port, http_get, run_cli, Tributary};
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tributary"))
@@ -34,20 +34,8 @@ fn get(addr: SocketAddr, path: &str, host: &str, token: Option<&str>) -> u16 {
 }
 
 fn cli(args: &[&str], token: Option<&str>) -> (bool, String) {
-    let mut c = command(bin());
-    c.args(args).stdin(Stdio::null());
-    if let Some(t) = token {
-        c.env("TRIBUTARY_TOKEN", t);
-    }
-    let out = c.output().expect("run the CLI");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let env: Vec<(&str, &str)> = token.map(|t| ("TRIBUTARY_TOKEN", t)).into_iter().collect();
+    run_cli(bin(), args, &env)
 }
 
 // Proves the "Done when" of the access baseline end to end on `tributary up`.

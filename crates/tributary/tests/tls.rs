@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use tributary_testkit::spawn::{command, free_port, http_get, Tributary};
+use tributary_testkit::spawn::{command, free_port, http_get, run_cli, Tributary};
 use tributary_testkit::tls::TestCa;
 
 fn bin() -> &'static Path {
@@ -16,20 +16,12 @@ fn bin() -> &'static Path {
 }
 
 fn cli(args: &[&str], ca: Option<&Path>) -> (bool, String) {
-    let mut c = command(bin());
-    c.args(args).stdin(Stdio::null());
-    if let Some(ca) = ca {
-        c.env("TRIBUTARY_CA_FILE", ca);
-    }
-    let out = c.output().expect("run the CLI");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let ca = ca.map(|p| p.to_string_lossy().into_owned());
+    let env: Vec<(&str, &str)> = ca
+        .iter()
+        .map(|c| ("TRIBUTARY_CA_FILE", c.as_str()))
+        .collect();
+    run_cli(bin(), args, &env)
 }
 
 fn local(port: u16) -> SocketAddr {
