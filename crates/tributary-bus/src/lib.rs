@@ -29,7 +29,9 @@ pub mod unreliable;
 use std::sync::Arc;
 
 pub use error::{Error, Result};
-pub use port::{CleanupPolicy, Consumer, ConsumerOptions, EventBus, StartFrom, TopicConfig};
+pub use port::{
+    CleanupPolicy, Consumer, ConsumerOptions, EventBus, PartitionLag, StartFrom, TopicConfig,
+};
 pub use record::{Delivery, Header, Message, Record};
 
 /// A shared bus handle.

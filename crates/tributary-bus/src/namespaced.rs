@@ -123,6 +123,18 @@ impl Consumer for NamespacedConsumer {
             .collect()
     }
 
+    fn lag(&self) -> BoxFuture<'static, Result<Vec<crate::port::PartitionLag>>> {
+        let prefix = self.prefix.clone();
+        let lag = self.inner.lag();
+        Box::pin(async move {
+            let mut out = lag.await?;
+            for l in &mut out {
+                l.topic = strip(&prefix, &l.topic);
+            }
+            Ok(out)
+        })
+    }
+
     async fn close(self: Box<Self>) -> Result<()> {
         self.inner.close().await
     }

@@ -140,6 +140,28 @@ pub trait EventBus: Send + Sync + 'static {
     fn describe(&self) -> String;
 }
 
+/// How far a consumer group is behind on one partition ([`Consumer::lag`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Log end offset (Kafka's high watermark): the next offset written.
+    pub end_offset: i64,
+    /// The offset the group resumes at: stored by this member, else
+    /// committed, else where a group without offsets starts (the earliest
+    /// retained offset, or the end for [`StartFrom::Latest`]).
+    pub position: i64,
+}
+
+impl PartitionLag {
+    /// Records not yet processed: `end_offset - position`, never negative.
+    pub fn lag(&self) -> i64 {
+        (self.end_offset - self.position).max(0)
+    }
+}
+
 /// One member of a consumer group.
 ///
 /// At-least-once contract: call [`Consumer::store`] for a message only after
@@ -163,6 +185,13 @@ pub trait Consumer: Send {
 
     /// The partitions assigned to this member right now.
     fn assignment(&self) -> Vec<(String, i32)>;
+
+    /// The lag of the partitions assigned to this member when called (none
+    /// before the first assignment). The future owns what it needs, so it can
+    /// run beside [`Consumer::recv`] (the runner refreshes
+    /// `tributary_bus_consumer_lag` with it); dropping it is harmless. Fails
+    /// when the backend does not answer (Kafka: within a few seconds).
+    fn lag(&self) -> BoxFuture<'static, Result<Vec<PartitionLag>>>;
 
     /// Commits stored offsets and leaves the group.
     async fn close(self: Box<Self>) -> Result<()>;

@@ -9,6 +9,10 @@
 //! - [`HandlerError::Permanent`] — the message goes to `<topic>.dlq` with the
 //!   error and its origin in headers, then the partition moves on.
 //!
+//! Every [`LAG_INTERVAL`] the runner asks the consumer for its lag (in a task
+//! of its own, beside the consume loop; a handler busy retrying delays the
+//! next refresh) and sets [`CONSUMER_LAG`].
+//!
 //! Shutdown (the token) lets the in-flight message finish, commits, and
 //! leaves the group. A crash commits nothing more: what was not committed is
 //! delivered again, so handlers must be idempotent.
@@ -18,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::port::{Consumer, ConsumerOptions};
+use crate::port::{Consumer, ConsumerOptions, PartitionLag};
 use crate::record::{Message, Record};
 use crate::{Bus, Result};
 
@@ -33,6 +37,13 @@ pub const OUTCOMES: [&str; 2] = ["ok", "dead_letter"];
 pub const RETRIES: &str = "tributary_consumer_retries_total";
 /// Histogram: seconds per handled message, by `topic`.
 pub const HANDLE_SECONDS: &str = "tributary_consumer_handle_seconds";
+/// Gauge: records of a partition the group has not processed yet (log end
+/// offset minus the group's position, [`crate::port::Consumer::lag`]), by
+/// `group`, `topic` and `partition`; refreshed every [`LAG_INTERVAL`] for the
+/// partitions this process consumes (one it no longer owns drops to 0).
+pub const CONSUMER_LAG: &str = "tributary_bus_consumer_lag";
+/// How often the runner refreshes [`CONSUMER_LAG`].
+pub const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Header names on dead-lettered messages.
 pub mod dlq_headers {
@@ -172,10 +183,32 @@ async fn consume(
 ) -> Result<()> {
     let mut per_topic: std::collections::HashMap<String, TopicMetrics> =
         std::collections::HashMap::new();
+    let mut lag = LagGauges::new(&config.group);
+    let mut tick = tokio::time::interval(LAG_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut asking: Option<tokio::task::JoinHandle<Result<Vec<PartitionLag>>>> = None;
     loop {
         let message = tokio::select! {
             biased;
-            () = shutdown.cancelled() => return Ok(()),
+            () = shutdown.cancelled() => {
+                if let Some(task) = asking.take() {
+                    task.abort();
+                }
+                return Ok(());
+            }
+            Some(answer) = async { Some(asking.as_mut()?.await) }, if asking.is_some() => {
+                asking = None;
+                match answer {
+                    Ok(Ok(partitions)) => lag.set(&partitions),
+                    Ok(Err(e)) => tracing::debug!(group = %config.group, error = %e, "consumer lag unknown this time"),
+                    Err(e) => tracing::debug!(group = %config.group, error = %e, "consumer lag task failed"),
+                }
+                continue;
+            }
+            _ = tick.tick(), if asking.is_none() => {
+                asking = Some(tokio::spawn(consumer.lag()));
+                continue;
+            }
             m = consumer.recv() => m?,
         };
         if !per_topic.contains_key(&message.topic) {
@@ -190,6 +223,41 @@ async fn consume(
             // Shutdown interrupted a retry: leave the offset for redelivery.
             return Ok(());
         }
+    }
+}
+
+/// The [`CONSUMER_LAG`] gauges of one group: set for the partitions reported, and
+/// back to 0 for those reported before but not now (revoked).
+struct LagGauges {
+    group: String,
+    shown: std::collections::HashSet<(String, i32)>,
+}
+
+impl LagGauges {
+    fn new(group: &str) -> Self {
+        Self {
+            group: group.to_owned(),
+            shown: std::collections::HashSet::new(),
+        }
+    }
+
+    fn gauge(&self, topic: &str, partition: i32) -> metrics::Gauge {
+        metrics::gauge!(CONSUMER_LAG, "group" => self.group.clone(), "topic" => topic.to_owned(), "partition" => partition.to_string())
+    }
+
+    #[allow(clippy::cast_precision_loss)] // lags far below 2^53
+    fn set(&mut self, partitions: &[PartitionLag]) {
+        let now: std::collections::HashSet<(String, i32)> = partitions
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition))
+            .collect();
+        for (topic, partition) in self.shown.difference(&now) {
+            self.gauge(topic, *partition).set(0.0);
+        }
+        for p in partitions {
+            self.gauge(&p.topic, p.partition).set(p.lag() as f64);
+        }
+        self.shown = now;
     }
 }
 

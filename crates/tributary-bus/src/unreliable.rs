@@ -136,6 +136,13 @@ impl Consumer for UnreliableConsumer {
         self.inner.assignment()
     }
 
+    fn lag(&self) -> BoxFuture<'static, Result<Vec<crate::port::PartitionLag>>> {
+        if let Err(e) = self.outage.check("lag") {
+            return Box::pin(std::future::ready(Err(e)));
+        }
+        self.inner.lag()
+    }
+
     async fn close(self: Box<Self>) -> Result<()> {
         self.inner.close().await
     }

@@ -465,6 +465,70 @@ async fn compacted_topics(h: Harness) {
     }
 }
 
+/// The lag per partition the consumer reports, with the end offsets checked.
+async fn lag_of(c: &dyn Consumer, ends: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
+    let lag = c.lag().await.expect("lag");
+    for l in &lag {
+        assert_eq!(
+            Some(&l.end_offset),
+            ends.get(&l.partition),
+            "end offset of {l:?}"
+        );
+    }
+    lag.iter().map(|l| (l.partition, l.lag())).collect()
+}
+
+// Proves the lag a consumer reports is the count of records its group has
+// not processed, per partition: all of them before any store, the rest
+// after some are stored, and the same from the committed offsets for the
+// next member after a close.
+async fn lag_counts_unprocessed_records(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 2).await;
+    let group = unique("g");
+    let sent = send_all(
+        &bus,
+        (0..12)
+            .map(|i| Record::new(&t, format!("k{i}"), format!("{i}")))
+            .collect(),
+    )
+    .await;
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for d in &sent {
+        *ends.entry(d.partition).or_default() += 1;
+    }
+    assert_eq!(ends.len(), 2, "12 keys should use both partitions");
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
+    let got = recv_n(&mut *c, 12, h.patience()).await;
+    // Received but not processed: everything is lag.
+    assert_eq!(lag_of(&*c, &ends).await, ends);
+
+    // Process the first two records of each partition.
+    let mut done: BTreeMap<i32, i64> = BTreeMap::new();
+    for m in &got {
+        let n = done.entry(m.partition).or_default();
+        if *n < 2 {
+            c.store(m).expect("store");
+            *n += 1;
+        }
+    }
+    let rest: BTreeMap<i32, i64> = ends.iter().map(|(p, n)| (*p, n - 2)).collect();
+    assert_eq!(lag_of(&*c, &ends).await, rest);
+    c.close().await.expect("close commits");
+
+    // A new member counts from the committed offsets.
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe again");
+    recv_n(&mut *c, 8, h.patience()).await;
+    assert_eq!(lag_of(&*c, &ends).await, rest);
+    c.close().await.expect("close");
+}
+
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
         mod embedded {
@@ -496,6 +560,7 @@ conformance!(
     members_split_partitions,
     retry_then_dead_letter,
     compacted_topics,
+    lag_counts_unprocessed_records,
 );
 
 mod outage {

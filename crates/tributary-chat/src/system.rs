@@ -81,7 +81,11 @@ impl Service for Api {
         &["chat.listen", "chat.grpc_listen"]
     }
     fn metrics(&self, _: &Context) -> Vec<Series> {
-        tributary_runtime::http::series("chat-api")
+        let mut out = tributary_runtime::http::series("chat-api");
+        out.extend(tributary_runtime::grpc::series(
+            crate::api::grpc::GRPC_SERVER,
+        ));
+        out
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let (service, _) = build(&ctx, true).await?;
@@ -129,7 +133,7 @@ impl Service for Users {
         "chat user counter: consumes count events into per-user counts (and prunes applied ids)"
     }
     fn metrics(&self, _: &Context) -> Vec<Series> {
-        let mut out = series::consumer(&[USER_COUNTER_TOPIC]);
+        let mut out = series::consumer(crate::consumers::USER_COUNTER_GROUP, &[USER_COUNTER_TOPIC]);
         out.push(Series::counter(crate::consumers::APPLIED_IDS_PRUNED));
         out
     }
@@ -158,7 +162,7 @@ impl Service for Audit {
         "chat audit consumer: log records of every service into the audit log"
     }
     fn metrics(&self, _: &Context) -> Vec<Series> {
-        series::consumer(&[AUDIT_TOPIC])
+        series::consumer(crate::consumers::AUDIT_GROUP, &[AUDIT_TOPIC])
     }
     async fn run(&self, ctx: Arc<Context>, started: Started) -> anyhow::Result<()> {
         let (service, backends) = build(&ctx, false).await?;

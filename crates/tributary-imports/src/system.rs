@@ -173,7 +173,8 @@ impl Service for ProcessorService {
     }
     fn metrics(&self, ctx: &Context) -> Vec<Series> {
         let settings = ctx.section::<ImportsSettings>();
-        let mut out = tributary_runtime::series::consumer(&[settings.files_topic.as_str()]);
+        let mut out =
+            tributary_runtime::series::consumer(&settings.group, &[settings.files_topic.as_str()]);
         out.extend(crate::metrics::processor_series(&kind_names(&settings)));
         out
     }

@@ -49,6 +49,9 @@ impl Service for Api {
     }
     fn metrics(&self, _: &Context) -> Vec<Series> {
         let mut out = tributary_runtime::http::series("logistics-api");
+        out.extend(tributary_runtime::grpc::series(
+            crate::api::grpc::GRPC_SERVER,
+        ));
         out.extend(crate::metrics::api_series());
         out
     }

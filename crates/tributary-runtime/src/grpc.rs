@@ -18,9 +18,13 @@
 //!   `Get*`, `List*`, `Search*`, `Describe*`, `Count*`, `Watch*` need
 //!   `read`, others `write`, overrides with [`GrpcServer::role`]; health is
 //!   open, reflection needs `read`;
+//! - metrics per call with bounded labels: `tributary_grpc_requests_total{server,method,code}`
+//!   and `tributary_grpc_request_duration_seconds{server,method}`, until the
+//!   response body ends ([`GRPC_REQUESTS`] says where the code comes from);
 //! - graceful shutdown: in-flight calls finish, new ones are refused.
 
-use std::time::Duration;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -35,6 +39,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use tributary_platform::auth::{Denied, Role};
+use tributary_platform::telemetry::Series;
 
 /// Limits of one gRPC API.
 #[derive(Debug, Clone, Copy)]
@@ -201,6 +206,19 @@ impl GrpcServer {
         if let Some(addr) = local {
             tributary_platform::auth::current().check_bind(name, addr)?;
         }
+        let mut known: Vec<String> = self.services.iter().map(|s| format!("/{s}/")).collect();
+        known.extend(
+            [
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ]
+            .map(|s| format!("/{s}/")),
+        );
+        let metered = MetricsLayer {
+            server: name,
+            known: Arc::new(known),
+        };
         let access = AccessLayer {
             roles: Arc::new(self.roles),
             local,
@@ -237,6 +255,7 @@ impl GrpcServer {
             .max_concurrent_streams(limits.max_concurrent_streams)
             .http2_keepalive_interval(Some(limits.keepalive_interval))
             .layer(scope)
+            .layer(metered)
             .layer(access)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, stop)
@@ -344,6 +363,229 @@ fn check<B>(
         })
 }
 
+/// Counter: calls answered, by `server`, `method` (the
+/// `/package.Service/Method` path; `unknown` for a path no added service
+/// serves, or an `UNIMPLEMENTED` call) and `code` (the gRPC status name,
+/// e.g. `OK`, `NOT_FOUND`): the `grpc-status` of the response head when the
+/// response is trailers-only (errors, refusals, unknown methods), else the
+/// `grpc-status` of the trailers when the body sends them; a body that ends
+/// without one counts as `UNKNOWN`, one dropped before its end (the client
+/// cancelled or the connection broke) as `CANCELLED`, a body or service
+/// failure as `INTERNAL`.
+pub const GRPC_REQUESTS: &str = "tributary_grpc_requests_total";
+/// Histogram: seconds from the call's arrival until its response body ended
+/// (the trailers were sent, or the client went away), by `server` and `method`.
+pub const GRPC_REQUEST_SECONDS: &str = "tributary_grpc_request_duration_seconds";
+
+/// The series a [`GrpcServer`] named `server` emits, to register at start
+/// (`Service::metrics`): the request series with `server` alone (method and
+/// code are known only once a call arrives), so the server has a 0 rate
+/// from the first scrape.
+pub fn series(server: &'static str) -> Vec<Series> {
+    vec![
+        Series::counter(GRPC_REQUESTS).label("server", server),
+        Series::histogram(GRPC_REQUEST_SECONDS).label("server", server),
+    ]
+}
+
+/// The gRPC status name of the numeric `code` (`grpc-status`), as the gRPC
+/// spec spells it; `UNKNOWN` for anything else.
+pub fn code_name(code: &[u8]) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    std::str::from_utf8(code)
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .and_then(|i| NAMES.get(i).copied())
+        .unwrap_or("UNKNOWN")
+}
+
+/// Records [`GRPC_REQUESTS`] and [`GRPC_REQUEST_SECONDS`] per call, when its response body ends.
+#[derive(Clone)]
+struct MetricsLayer {
+    server: &'static str,
+    /// `/package.Service/` prefixes of the served services.
+    known: Arc<Vec<String>>,
+}
+
+impl<S> tower::Layer<S> for MetricsLayer {
+    type Service = Metered<S>;
+    fn layer(&self, inner: S) -> Metered<S> {
+        Metered {
+            inner,
+            server: self.server,
+            known: self.known.clone(),
+        }
+    }
+}
+
+/// The service of the metrics layer.
+#[derive(Clone)]
+struct Metered<S> {
+    inner: S,
+    server: &'static str,
+    known: Arc<Vec<String>>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Metered<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>> + Send,
+    S::Future: Send + 'static,
+    R: http_body::Body + Send + 'static,
+{
+    type Response = http::Response<MeteredBody<R>>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let path = req.uri().path();
+        let method = if self.known.iter().any(|p| path.starts_with(p.as_str())) {
+            path.to_owned()
+        } else {
+            "unknown".to_owned()
+        };
+        let mut call = Call {
+            server: self.server,
+            method,
+            started: Instant::now(),
+            code: None,
+        };
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match fut.await {
+                Ok(response) => {
+                    call.code = response
+                        .headers()
+                        .get("grpc-status")
+                        .map(|v| code_name(v.as_bytes()));
+                    Ok(response.map(|body| MeteredBody {
+                        inner: body,
+                        call: Some(call),
+                    }))
+                }
+                Err(e) => {
+                    call.finish("INTERNAL");
+                    Err(e)
+                }
+            }
+        })
+    }
+}
+
+/// One call being measured.
+struct Call {
+    server: &'static str,
+    method: String,
+    started: Instant,
+    /// From the response head (trailers-only) or the trailers.
+    code: Option<&'static str>,
+}
+
+impl Call {
+    fn finish(self, fallback: &'static str) {
+        let code = self.code.unwrap_or(fallback);
+        // An unimplemented method of a served service: keep the label bounded.
+        let method = if code == "UNIMPLEMENTED" {
+            "unknown".to_owned()
+        } else {
+            self.method
+        };
+        let labels = [
+            ("server", self.server.to_owned()),
+            ("method", method),
+            ("code", code.to_owned()),
+        ];
+        metrics::counter!(GRPC_REQUESTS, &labels).increment(1);
+        metrics::histogram!(GRPC_REQUEST_SECONDS, &labels[..2])
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its call when it ends.
+    struct MeteredBody<B> {
+        #[pin]
+        inner: B,
+        call: Option<Call>,
+    }
+
+    impl<B> PinnedDrop for MeteredBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(call) = this.project().call.take() {
+                call.finish("CANCELLED");
+            }
+        }
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for MeteredBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    if let Some(call) = this.call.take() {
+                        let code = trailers.get("grpc-status").map(|v| code_name(v.as_bytes()));
+                        Call {
+                            code: code.or(call.code),
+                            ..call
+                        }
+                        .finish("UNKNOWN");
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                if let Some(call) = this.call.take() {
+                    call.finish("INTERNAL");
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(call) = this.call.take() {
+                    call.finish("UNKNOWN");
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +616,73 @@ mod tests {
             method_role(&roles, "/x.v1.Backup/Restore"),
             Some(Role::Admin)
         );
+    }
+
+    // Proves the metrics layer counts calls by method and gRPC status name,
+    // from the trailers (OK) and from a trailers-only error (NOT_FOUND),
+    // and times them.
+    #[tokio::test]
+    #[allow(clippy::unwrap_used)]
+    async fn calls_are_counted_by_code() {
+        use tonic_health::pb::health_client::HealthClient;
+        use tonic_health::pb::HealthCheckRequest;
+
+        let prom = tributary_platform::telemetry::prometheus();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = GrpcServer::new("metrics test gRPC", GrpcLimits::default());
+        let task =
+            tokio::spawn(server.serve(listener, RequestScopeLayer::new(false), shutdown.clone()));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = HealthClient::new(channel);
+        for _ in 0..2 {
+            health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap();
+        }
+        let missing = health
+            .check(HealthCheckRequest {
+                service: "no.such.Service".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::NotFound);
+        let expect = [
+            r#"tributary_grpc_requests_total{server="metrics test gRPC",method="/grpc.health.v1.Health/Check",code="OK"} 2"#,
+            r#"tributary_grpc_requests_total{server="metrics test gRPC",method="/grpc.health.v1.Health/Check",code="NOT_FOUND"} 1"#,
+            r#"tributary_grpc_request_duration_seconds_count{server="metrics test gRPC",method="/grpc.health.v1.Health/Check"} 3"#,
+        ];
+        // The last call is recorded when its body ends, which may be just after the client saw it.
+        let mut text = String::new();
+        for _ in 0..50 {
+            text = prom.render();
+            if expect.iter().all(|l| text.lines().any(|t| t == *l)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for line in expect {
+            assert!(text.lines().any(|t| t == line), "{line} missing in\n{text}");
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+    }
+
+    // Proves status numbers map to the gRPC names.
+    #[test]
+    fn code_names() {
+        assert_eq!(code_name(b"0"), "OK");
+        assert_eq!(code_name(b"5"), "NOT_FOUND");
+        assert_eq!(code_name(b"16"), "UNAUTHENTICATED");
+        assert_eq!(code_name(b"17"), "UNKNOWN");
+        assert_eq!(code_name(b"x"), "UNKNOWN");
     }
 }

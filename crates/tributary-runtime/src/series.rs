@@ -19,12 +19,20 @@ use crate::supervise::{Mode, RESTARTS};
 use crate::system::Service;
 
 use crate::outbox::relay::{FAILED, IN_FLIGHT, LAG, LATENCY, SENT};
-use tributary_bus::runner::{HANDLE_SECONDS, MESSAGES, OUTCOMES, RETRIES};
+use tributary_bus::runner::{CONSUMER_LAG, HANDLE_SECONDS, MESSAGES, OUTCOMES, RETRIES};
 
-/// The series `tributary_bus::runner::run` emits when it consumes `topics`.
-pub fn consumer(topics: &[&str]) -> Vec<Series> {
+/// The series `tributary_bus::runner::run` emits when `group` consumes
+/// `topics`. The lag gauge is registered for partition 0 (every topic has
+/// one); the others appear with the first refresh.
+pub fn consumer(group: &str, topics: &[&str]) -> Vec<Series> {
     let mut out = Vec::new();
     for topic in topics {
+        out.push(
+            Series::gauge(CONSUMER_LAG)
+                .label("group", group)
+                .label("topic", *topic)
+                .label("partition", "0"),
+        );
         for outcome in OUTCOMES {
             out.push(
                 Series::counter(MESSAGES)
@@ -80,8 +88,14 @@ mod tests {
     // Proves the building blocks' series carry the label values the dashboards filter on.
     #[test]
     fn consumer_and_outbox_series_are_labelled() {
-        let c = consumer(&["a", "b"]);
-        assert_eq!(c.len(), 8);
+        let c = consumer("g", &["a", "b"]);
+        assert_eq!(c.len(), 10);
+        assert!(c.contains(
+            &Series::gauge(CONSUMER_LAG)
+                .label("group", "g")
+                .label("topic", "a")
+                .label("partition", "0")
+        ));
         assert!(c.contains(
             &Series::counter(MESSAGES)
                 .label("topic", "b")

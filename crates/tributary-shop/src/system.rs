@@ -123,7 +123,8 @@ impl Service for FilterService {
     }
     fn metrics(&self, ctx: &Context) -> Vec<Series> {
         let s = ctx.section::<ShopSettings>();
-        let mut out = tributary_runtime::series::consumer(&[s.products_topic.as_str()]);
+        let mut out =
+            tributary_runtime::series::consumer(&s.filter_group, &[s.products_topic.as_str()]);
         out.extend(crate::metrics::records(
             crate::pipeline::filter::SERVICE,
             true,
@@ -246,10 +247,10 @@ impl Service for JoinService {
     }
     fn metrics(&self, ctx: &Context) -> Vec<Series> {
         let s = ctx.section::<ShopSettings>();
-        let mut out = tributary_runtime::series::consumer(&[
-            s.prompts_topic.as_str(),
-            s.filtered_topic.as_str(),
-        ]);
+        let mut out = tributary_runtime::series::consumer(
+            &s.join_group,
+            &[s.prompts_topic.as_str(), s.filtered_topic.as_str()],
+        );
         out.extend(crate::metrics::records(
             crate::pipeline::join::SERVICE,
             true,
@@ -309,11 +310,14 @@ impl Service for SinkService {
     }
     fn metrics(&self, ctx: &Context) -> Vec<Series> {
         let s = ctx.section::<ShopSettings>();
-        let mut out = tributary_runtime::series::consumer(&[
-            s.products_topic.as_str(),
-            s.filtered_topic.as_str(),
-            s.recommendations_topic.as_str(),
-        ]);
+        let mut out = tributary_runtime::series::consumer(
+            &s.sink_group,
+            &[
+                s.products_topic.as_str(),
+                s.filtered_topic.as_str(),
+                s.recommendations_topic.as_str(),
+            ],
+        );
         out.extend(crate::metrics::records(
             crate::pipeline::sink::SERVICE,
             true,

@@ -7,7 +7,9 @@ use std::time::Instant;
 use tokio::sync::watch;
 
 use super::{store, Shared};
-use crate::port::{Consumer, ConsumerOptions, StartFrom};
+use futures::future::BoxFuture;
+
+use crate::port::{Consumer, ConsumerOptions, PartitionLag, StartFrom};
 use crate::record::Message;
 use crate::Result;
 
@@ -29,6 +31,8 @@ pub(crate) struct EmbeddedConsumer {
     assigned: Vec<(String, i32)>,
     /// Next offset to fetch per assigned partition.
     positions: HashMap<(String, i32), i64>,
+    /// Where each assigned partition started at the last assignment.
+    initial: HashMap<(String, i32), i64>,
     buffer: VecDeque<Message>,
     /// Next offset to commit per partition (stored, not yet committed).
     stored: HashMap<(String, i32), i64>,
@@ -59,6 +63,7 @@ impl EmbeddedConsumer {
             generation: None,
             assigned: Vec::new(),
             positions: HashMap::new(),
+            initial: HashMap::new(),
             buffer: VecDeque::new(),
             stored: HashMap::new(),
             dirty: false,
@@ -106,6 +111,7 @@ impl EmbeddedConsumer {
         tracing::debug!(group = %self.group, member = self.member, generation, partitions = ?assigned, "embedded consumer assignment");
         self.buffer.clear();
         self.stored.retain(|tp, _| assigned.contains(tp));
+        self.initial.clone_from(&positions);
         self.positions = positions;
         self.assigned = assigned;
         self.generation = Some(generation);
@@ -200,6 +206,39 @@ impl Consumer for EmbeddedConsumer {
 
     fn assignment(&self) -> Vec<(String, i32)> {
         self.assigned.clone()
+    }
+
+    fn lag(&self) -> BoxFuture<'static, Result<Vec<PartitionLag>>> {
+        let shared = self.shared.clone();
+        let group = self.group.clone();
+        let parts: Vec<((String, i32), Option<i64>, i64)> = self
+            .assigned
+            .iter()
+            .map(|tp| {
+                let start = self.initial.get(tp).copied().unwrap_or(0);
+                (tp.clone(), self.stored.get(tp).copied(), start)
+            })
+            .collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(parts.len());
+            for ((topic, partition), stored, start) in parts {
+                let (low, end_offset) = store::watermarks(&shared.pool, &topic, partition).await?;
+                let position = match stored {
+                    Some(o) => o,
+                    None => store::committed(&shared.pool, &group, &topic, partition)
+                        .await?
+                        .unwrap_or(start),
+                };
+                out.push(PartitionLag {
+                    topic,
+                    partition,
+                    end_offset,
+                    // Retention may have deleted records the group never read.
+                    position: position.max(low),
+                });
+            }
+            Ok(out)
+        })
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {

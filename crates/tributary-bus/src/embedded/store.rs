@@ -448,6 +448,25 @@ pub(crate) async fn end_offset(pool: &SqlitePool, topic: &str, partition: i32) -
     Ok(v.unwrap_or(0))
 }
 
+/// The earliest retained offset and the next offset that will be written on
+/// a partition (both 0 while it holds no batch).
+pub(crate) async fn watermarks(
+    pool: &SqlitePool,
+    topic: &str,
+    partition: i32,
+) -> Result<(i64, i64)> {
+    let row = sqlx::query(
+        "SELECT MIN(base_offset), MAX(last_offset) + 1 FROM bus_batches WHERE topic = ? AND partition = ?",
+    )
+    .bind(topic)
+    .bind(partition)
+    .fetch_one(pool)
+    .await?;
+    let low: Option<i64> = row.get(0);
+    let high: Option<i64> = row.get(1);
+    Ok((low.unwrap_or(0), high.unwrap_or(0)))
+}
+
 /// Commits `offsets` ((topic, partition) -> next offset) for `group`.
 ///
 /// The transaction runs in its own task, so a caller that is cancelled

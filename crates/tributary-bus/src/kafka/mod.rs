@@ -8,7 +8,7 @@
 //! [`Consumer::store`] are committed (auto-commit every `commit_interval`,
 //! and synchronously on close).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +23,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KHeader, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 
-use crate::port::{CleanupPolicy, Consumer, ConsumerOptions, EventBus, StartFrom, TopicConfig};
+use crate::port::{
+    CleanupPolicy, Consumer, ConsumerOptions, EventBus, PartitionLag, StartFrom, TopicConfig,
+};
 use crate::record::{Delivery, Message, Record};
 use crate::{Error, Result};
 
@@ -356,6 +358,8 @@ impl EventBus for KafkaBus {
         consumer.subscribe(&names)?;
         Ok(Box::new(KafkaConsumer {
             inner: Arc::new(consumer),
+            stored: HashMap::new(),
+            start_from: options.start_from,
         }))
     }
 
@@ -370,6 +374,56 @@ impl EventBus for KafkaBus {
 
 struct KafkaConsumer {
     inner: Arc<StreamConsumer<QuietContext>>,
+    /// Next offset per partition as stored by [`Consumer::store`] (what
+    /// [`Consumer::lag`] counts from before the commit reaches the broker).
+    stored: HashMap<(String, i32), i64>,
+    start_from: StartFrom,
+}
+
+/// Longest wait for one broker answer of [`Consumer::lag`].
+const LAG_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The lag of `c`'s assigned partitions (blocking: broker round trips for
+/// the committed offsets and each partition's watermarks).
+fn kafka_lag(
+    c: &StreamConsumer<QuietContext>,
+    stored: &HashMap<(String, i32), i64>,
+    start_from: StartFrom,
+) -> Result<Vec<PartitionLag>> {
+    let assignment = c.assignment()?;
+    if assignment.count() == 0 {
+        return Ok(Vec::new());
+    }
+    let committed = c.committed_offsets(assignment.clone(), LAG_TIMEOUT)?;
+    let mut out = Vec::with_capacity(assignment.count());
+    for e in assignment.elements() {
+        let (topic, partition) = (e.topic(), e.partition());
+        let (low, high) = c.fetch_watermarks(topic, partition, LAG_TIMEOUT)?;
+        let committed = committed
+            .find_partition(topic, partition)
+            .and_then(|e| e.offset().to_raw())
+            .filter(|o| *o >= 0);
+        // A stored offset of a partition once revoked may be older than what its
+        // owner committed meanwhile: the larger one is where the group is.
+        let known = match (
+            stored.get(&(topic.to_owned(), partition)).copied(),
+            committed,
+        ) {
+            (Some(s), Some(c)) => Some(s.max(c)),
+            (s, c) => s.or(c),
+        };
+        let position = known.unwrap_or(match start_from {
+            StartFrom::Earliest => low,
+            StartFrom::Latest => high,
+        });
+        out.push(PartitionLag {
+            topic: topic.to_owned(),
+            partition,
+            end_offset: high,
+            position: position.max(low),
+        });
+    }
+    Ok(out)
 }
 
 /// Client context that turns librdkafka's repeated connection errors into
@@ -469,7 +523,13 @@ impl Consumer for KafkaConsumer {
             .inner
             .store_offset(&message.topic, message.partition, message.offset)
         {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.stored.insert(
+                    (message.topic.clone(), message.partition),
+                    message.offset + 1,
+                );
+                Ok(())
+            }
             // The partition was revoked meanwhile: its new owner re-reads it.
             Err(KafkaError::StoreOffset(RDKafkaErrorCode::State))
             | Err(KafkaError::StoreOffset(RDKafkaErrorCode::UnknownPartition)) => {
@@ -502,6 +562,19 @@ impl Consumer for KafkaConsumer {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    fn lag(&self) -> BoxFuture<'static, Result<Vec<PartitionLag>>> {
+        let c = self.inner.clone();
+        let stored = self.stored.clone();
+        let start_from = self.start_from;
+        // The client is shared with the poll loop; its blocking calls go to a
+        // blocking thread, which also drops this handle.
+        let task = tokio::task::spawn_blocking(move || kafka_lag(&c, &stored, start_from));
+        Box::pin(async move {
+            task.await
+                .map_err(|e| Error::Timeout(format!("lag task: {e}")))?
+        })
     }
 
     async fn close(mut self: Box<Self>) -> Result<()> {

@@ -291,11 +291,14 @@ impl backup_service_server::BackupService for GrpcApi {
     }
 }
 
+/// The name of the chat gRPC server (logs, errors, the `server` label of its metrics).
+pub const GRPC_SERVER: &str = "chat gRPC API";
+
 /// The gRPC API: the four chat services (with the shared message limits),
 /// health and reflection, served by the runtime's [`GrpcServer`].
 pub fn server(svc: ChatService, limits: GrpcLimits) -> GrpcServer {
     let api = GrpcApi::new(svc);
-    GrpcServer::new("chat gRPC API", limits)
+    GrpcServer::new(GRPC_SERVER, limits)
         .descriptors(crate::proto::FILE_DESCRIPTOR_SET)
         .service(limit_messages!(ChatServiceServer::new(api.clone()), limits))
         .service(limit_messages!(UserServiceServer::new(api.clone()), limits))

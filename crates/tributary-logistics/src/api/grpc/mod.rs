@@ -111,10 +111,13 @@ impl LogisticPackageApiService for GrpcApi {
     }
 }
 
+/// The name of the logistics gRPC server (logs, errors, the `server` label of its metrics).
+pub const GRPC_SERVER: &str = "logistics gRPC API";
+
 /// The gRPC API: the package service (with the shared message limits),
 /// health and reflection, served by the runtime's [`GrpcServer`].
 pub fn server(svc: PackageService, limits: GrpcLimits) -> GrpcServer {
-    GrpcServer::new("logistics gRPC API", limits)
+    GrpcServer::new(GRPC_SERVER, limits)
         .descriptors(crate::proto::FILE_DESCRIPTOR_SET)
         .service(tributary_runtime::limit_messages!(
             LogisticPackageApiServiceServer::new(GrpcApi { svc }),
