@@ -123,7 +123,7 @@ pub struct DeleteResponse {
 #[serde(deny_unknown_fields, default)]
 #[into_params(parameter_in = Query)]
 pub struct UsersQuery {
-    /// Top N (all when absent).
+    /// Top N (at most 10000, also when absent).
     pub limit: Option<u32>,
 }
 

@@ -31,6 +31,9 @@ use crate::error::{Error, Result};
 use crate::settings::ChatSettings;
 use crate::store::{AuditRecord, ChatStore, UserCount};
 
+/// The most senders one users answer lists (REST `GET /api/chat/users`, gRPC).
+pub const MAX_USERS: u32 = 10_000;
+
 /// The chat service. Cheap to clone.
 #[derive(Clone)]
 pub struct ChatService {
@@ -132,12 +135,15 @@ impl ChatService {
         self.inner.store.user_count(id).await
     }
 
-    /// Senders by count, largest first.
+    /// Senders by count, largest first: the top `limit`, at most
+    /// [`MAX_USERS`] (also when `limit` is absent), so no answer grows
+    /// with the archive.
     ///
     /// # Errors
     /// [`Error::Sql`].
     pub async fn users(&self, limit: Option<u32>) -> Result<Vec<UserCount>> {
-        self.inner.store.top_users(limit).await
+        let limit = limit.map_or(MAX_USERS, |l| l.min(MAX_USERS));
+        self.inner.store.top_users(Some(limit)).await
     }
 
     /// Stored log records.
