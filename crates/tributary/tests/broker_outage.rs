@@ -13,19 +13,22 @@
 //! input from the private broker and relaying its output back to it.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
-use tributary_bus::{BusConfig, Message};
-use tributary_documents::domain::{generate_updates, reference_merge, Document, GenParams};
-use tributary_logistics::domain::{NewPackage, PackageUpdate};
-use tributary_logistics::proto::v1 as pb;
-use tributary_logistics::store::Store;
-use tributary_storage::{Database, SqlConfig};
+use tributary_documents::domain::{generate_updates, reference_merge, GenParams};
 use tributary_testkit::spawn::{http_get, Tributary};
 use tributary_testkit::{backend, fresh_postgres_db, Backend, PrivateTansu};
+
+mod common;
+
+use common::bin;
+use common::docs::{feed, last_per_url, store_of, table};
+use common::outbox::{
+    assert_created_then_updated, package_event, pending, start_relay, store_with_events,
+    wait_tenth_relayed,
+};
+use common::topic::{kafka_topic_size, read_exactly};
 
 /// Packages written before the relay starts; each is created then updated (two events).
 const PACKAGES: usize = 1500;
@@ -34,53 +37,12 @@ const READINESS_BOUND: Duration = Duration::from_secs(30);
 /// How long the broker stays away once readiness has turned red.
 const OUTAGE: Duration = Duration::from_secs(8);
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tributary"))
-}
-
-async fn pending(store: &Store) -> i64 {
-    store.pending_events().await.unwrap()
-}
-
-async fn write_events(store: &Store) {
-    let upd = PackageUpdate::parse(Some("v2".into()), None, None, None)
-        .unwrap()
-        .unwrap();
-    for i in 0..PACKAGES {
-        let p = store
-            .create(&NewPackage::parse(format!("p{i}"), "m".into(), 1.0, false).unwrap())
-            .await
-            .unwrap();
-        store.update(p.id, &upd).await.unwrap();
-    }
-}
-
-/// How many records `topic` holds: the sum over its partitions of high
-/// minus low watermark, from the broker (rdkafka).
-async fn topic_size(bus_url: &str, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    let brokers = tributary_bus::kafka::parse_brokers(bus_url).unwrap();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
-        let timeout = Duration::from_secs(10);
-        let md = c.fetch_metadata(Some(&topic), timeout).unwrap();
-        let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
-        assert!(partitions > 0, "{topic}: no partitions in the metadata");
-        (0..partitions)
-            .map(|p| {
-                let (low, high) = c
-                    .fetch_watermarks(&topic, i32::try_from(p).unwrap(), timeout)
-                    .unwrap();
-                high - low
-            })
-            .sum()
-    })
-    .await
-    .unwrap()
+/// The rig's PostgreSQL and a private tansu of the test's own, or `None`
+/// when either is missing (the test then returns early).
+async fn postgres_and_private_broker() -> Option<(String, PrivateTansu)> {
+    let pg = backend(Backend::Postgres)?;
+    let broker = PrivateTansu::start().await?;
+    Some((pg, broker))
 }
 
 fn ready(t: &Tributary) -> bool {
@@ -110,59 +72,19 @@ fn wait_readiness(t: &Tributary, want: bool, what: &str, broker: &PrivateTansu) 
 // is away, and no event is lost on the topic (duplicates counted exactly).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_survives_broker_sigkill_postgres() {
-    let Some(pg) = backend(Backend::Postgres) else {
-        return;
-    };
-    let Some(mut broker) = PrivateTansu::start().await else {
+    let Some((pg, mut broker)) = postgres_and_private_broker().await else {
         return;
     };
     let t_start = Instant::now();
     let dir = tributary_testkit::temp_dir();
     let sql_url = fresh_postgres_db(&pg).await.unwrap();
-    let store = Store::new(
-        Database::connect(&sql_url, &SqlConfig::default())
-            .await
-            .unwrap(),
-    );
-    store.migrate().await.unwrap();
-    write_events(&store).await;
-    let total = pending(&store).await;
-    assert_eq!(total, 2 * PACKAGES as i64);
-
+    let (store, total) = store_with_events(&sql_url, PACKAGES).await;
     let bus_url = broker.url();
     let topic = tributary_testkit::unique("outage-package-events");
-    let data = dir.path().to_string_lossy().into_owned();
-    let env = [
-        ("TRIBUTARY__SQL__URL", sql_url.as_str()),
-        ("TRIBUTARY__BUS__URL", bus_url.as_str()),
-        ("TRIBUTARY__DATA_DIR", data.as_str()),
-        ("TRIBUTARY__LOGISTICS__RELAY__TOPIC", topic.as_str()),
-        // Small batches and one producer, so the kill lands mid-stream.
-        ("TRIBUTARY__LOGISTICS__RELAY__BATCH_SIZE", "10"),
-        ("TRIBUTARY__LOGISTICS__RELAY__PRODUCERS", "1"),
-        ("TRIBUTARY__LOGISTICS__RELAY__CONSUMERS", "1"),
-        ("TRIBUTARY__LOGISTICS__RELAY__LEASE_SECS", "2"),
-        ("TRIBUTARY__LOGISTICS__RELAY__POLL_INTERVAL_MS", "10"),
-        ("TRIBUTARY__AUDIT__ENABLED", "false"),
-    ];
-    let mut relay = Tributary::start(
-        bin(),
-        &["serve", "logistics-relay"],
-        &env,
-        &dir.path().join("relay.log"),
-    );
-    relay.wait_ready(Duration::from_secs(60));
+    let mut relay = start_relay(&sql_url, &bus_url, &topic, dir.path());
 
     // Kill the broker once a tenth has gone out.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while pending(&store).await > total * 9 / 10 {
-        assert!(
-            Instant::now() < deadline,
-            "relay made no progress:\n{}",
-            relay.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_tenth_relayed(&store, total, &relay).await;
     broker.kill9();
     let killed = Instant::now();
     let sent_before = relay.metric("tributary_outbox_sent_total");
@@ -227,24 +149,19 @@ async fn relay_survives_broker_sigkill_postgres() {
     // Count what reached the topic: exactly as many records as its
     // partitions' watermarks say, read back under a new group (tansu does
     // not reliably evict a killed member of an old one).
-    let on_topic = topic_size(&bus_url, &topic).await;
-    let records = tributary_testkit::read_topic_until(
+    let on_topic = kafka_topic_size(&bus_url, &topic).await;
+    let records = read_exactly(
         &bus_url,
         &topic,
+        on_topic,
         Duration::from_secs(120),
-        |got: &[tributary_bus::Message]| got.len() as i64 >= on_topic,
+        "records read back vs the topic's watermarks",
     )
     .await;
-    assert_eq!(
-        records.len() as i64,
-        on_topic,
-        "records read back vs the topic's watermarks"
-    );
     let mut first_seen: HashMap<u64, Vec<i32>> = HashMap::new();
     let mut seen = HashSet::new();
     for m in &records {
-        let e = pb::PackageEvent::decode(&m.value[..]).unwrap();
-        assert_eq!(m.key.as_deref(), Some(e.package_id.to_string().as_bytes()));
+        let e = package_event(m);
         if seen.insert(e.id) {
             first_seen.entry(e.package_id).or_default().push(e.r#type);
         }
@@ -261,58 +178,7 @@ async fn relay_survives_broker_sigkill_postgres() {
         t_start.elapsed()
     );
     assert_eq!(lost, 0, "events lost");
-    assert_eq!(first_seen.len(), PACKAGES);
-    for (pkg, types) in &first_seen {
-        assert_eq!(
-            types,
-            &vec![0, 1],
-            "package {pkg}: Created then Updated, once each"
-        );
-    }
-}
-
-async fn doc_table(store: &tributary_documents::store::DocStore) -> BTreeMap<String, Document> {
-    store
-        .list(None, 1_000_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.url.clone(), d))
-        .collect()
-}
-
-fn last_per_url(records: &[Message]) -> BTreeMap<String, Document> {
-    let mut last = BTreeMap::new();
-    for m in records {
-        let d = tributary_documents::parse_update(&m.value).unwrap();
-        assert_eq!(m.key.as_deref(), Some(d.url.as_bytes()), "key = url");
-        last.insert(d.url.clone(), d);
-    }
-    last
-}
-
-/// Writes `stream` to a new topic `input` of 3 partitions on `bus_url`, key = url.
-async fn feed(bus_url: &str, input: &str, stream: &[Document]) {
-    let bus = tributary_bus::connect(bus_url, &BusConfig::default())
-        .await
-        .unwrap();
-    bus.create_topic(input, 3).await.unwrap();
-    for chunk in stream.chunks(5000) {
-        let sends: Vec<_> = chunk
-            .iter()
-            .map(|d| {
-                bus.send(tributary_bus::Record::new(
-                    input.to_owned(),
-                    d.url.clone().into_bytes(),
-                    serde_json::to_vec(d).unwrap(),
-                ))
-            })
-            .collect();
-        for r in futures::future::join_all(sends).await {
-            r.unwrap();
-        }
-    }
-    bus.flush(Duration::from_secs(30)).await.unwrap();
+    assert_created_then_updated(&first_seen, PACKAGES);
 }
 
 // Proves the docs executor + outbox survive a real broker SIGKILL mid-stream (the
@@ -321,10 +187,7 @@ async fn feed(bus_url: &str, input: &str, stream: &[Document]) {
 // per url equal the reference merge (PostgreSQL + a private tansu).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_executor_survives_broker_sigkill_postgres() {
-    let Some(pg) = backend(Backend::Postgres) else {
-        return;
-    };
-    let Some(mut broker) = PrivateTansu::start().await else {
+    let Some((pg, mut broker)) = postgres_and_private_broker().await else {
         return;
     };
     let t_start = Instant::now();
@@ -345,13 +208,8 @@ async fn docs_executor_survives_broker_sigkill_postgres() {
     let input = tributary_testkit::unique("doc-in");
     let output = tributary_testkit::unique("doc-out");
     let group = tributary_testkit::unique("doc-group");
-    feed(&bus_url, &input, &stream).await;
-    let db = tributary_storage::Database::connect(&sql, &SqlConfig::default())
-        .await
-        .unwrap();
-    let store = tributary_documents::store::DocStore::open(&db)
-        .await
-        .unwrap();
+    feed(&bus_url, &input, 3, &stream).await;
+    let store = store_of(&sql).await;
     let data = dir.path().to_string_lossy().into_owned();
     let env = [
         ("TRIBUTARY__SQL__URL", sql.as_str()),
@@ -407,7 +265,7 @@ async fn docs_executor_survives_broker_sigkill_postgres() {
     let to_green = wait_readiness(&t, true, "broker restarted", &broker);
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        if store.outbox().pending().await.unwrap() == 0 && doc_table(&store).await == want {
+        if store.outbox().pending().await.unwrap() == 0 && table(&store).await == want {
             break;
         }
         assert!(
@@ -423,19 +281,15 @@ async fn docs_executor_survives_broker_sigkill_postgres() {
     let st = t.stop(Duration::from_secs(30));
     assert!(st.success(), "exit after SIGTERM: {st}\n{}", t.log_text());
 
-    let on_topic = topic_size(&bus_url, &output).await;
-    let out = tributary_testkit::read_topic_until(
+    let on_topic = kafka_topic_size(&bus_url, &output).await;
+    let out = read_exactly(
         &bus_url,
         &output,
+        on_topic,
         Duration::from_secs(120),
-        |got: &[Message]| got.len() as i64 >= on_topic,
+        "output read back vs its watermarks",
     )
     .await;
-    assert_eq!(
-        out.len() as i64,
-        on_topic,
-        "output read back vs its watermarks"
-    );
     let last = last_per_url(&out);
     let lost = want.keys().filter(|u| !last.contains_key(*u)).count();
     eprintln!(

@@ -18,15 +18,15 @@ use std::time::{Duration, Instant};
 use tributary_testkit::spawn::{command, free_port, http_get, stdout_ok, Tributary};
 use tributary_testkit::{backend, fresh_postgres_db, Backend};
 
+mod common;
+
+use common::bin;
+
 /// Messages in the export.
 const MESSAGES: i64 = 40_000;
 /// Senders, with uneven shares: message `i` is by `SENDER[i % 10]`.
 const SENDER: [usize; 10] = [0, 0, 0, 1, 1, 2, 3, 4, 5, 6];
 const USERS: usize = 7;
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tributary"))
-}
 
 /// Writes a single-chat Telegram JSON export of [`MESSAGES`] messages;
 /// returns the expected messages per user key (`user1`..`user7`).

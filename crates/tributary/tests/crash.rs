@@ -10,81 +10,25 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use tributary_bus::{BusConfig, ConsumerOptions, StartFrom};
-use tributary_logistics::domain::{NewPackage, PackageUpdate};
-use tributary_logistics::proto::v1 as pb;
-use tributary_logistics::store::Store;
-use tributary_storage::{Database, SqlConfig};
-use tributary_testkit::spawn::Tributary;
 use tributary_testkit::{backend, fresh_postgres_db, Backend};
+
+mod common;
+
+use common::outbox::{
+    assert_created_then_updated, package_event, pending, start_relay, store_with_events,
+    wait_tenth_relayed,
+};
 
 const PACKAGES: usize = 1500;
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tributary"))
-}
-
-async fn pending(store: &Store) -> i64 {
-    store.pending_events().await.unwrap()
-}
-
-/// Writes `PACKAGES` packages, each created then updated (two events).
-async fn write_events(store: &Store) {
-    let upd = PackageUpdate::parse(Some("v2".into()), None, None, None)
-        .unwrap()
-        .unwrap();
-    for i in 0..PACKAGES {
-        let p = store
-            .create(&NewPackage::parse(format!("p{i}"), "m".into(), 1.0, false).unwrap())
-            .await
-            .unwrap();
-        store.update(p.id, &upd).await.unwrap();
-    }
-}
-
 async fn relay_killed_mid_stream(sql_url: String, bus_url: String, dir: &Path) {
-    let db = Database::connect(&sql_url, &SqlConfig::default())
-        .await
-        .unwrap();
-    let store = Store::new(db);
-    store.migrate().await.unwrap();
-    write_events(&store).await;
-    let total = pending(&store).await;
-    assert_eq!(total, 2 * PACKAGES as i64);
+    let (store, total) = store_with_events(&sql_url, PACKAGES).await;
 
     let topic = tributary_testkit::unique("crash-package-events");
-    let data = dir.to_string_lossy().into_owned();
-    let env = [
-        ("TRIBUTARY__SQL__URL", sql_url.as_str()),
-        ("TRIBUTARY__BUS__URL", bus_url.as_str()),
-        ("TRIBUTARY__DATA_DIR", data.as_str()),
-        ("TRIBUTARY__LOGISTICS__RELAY__TOPIC", topic.as_str()),
-        // Small batches and one producer, so the kill lands mid-stream.
-        ("TRIBUTARY__LOGISTICS__RELAY__BATCH_SIZE", "10"),
-        ("TRIBUTARY__LOGISTICS__RELAY__PRODUCERS", "1"),
-        ("TRIBUTARY__LOGISTICS__RELAY__CONSUMERS", "1"),
-        ("TRIBUTARY__LOGISTICS__RELAY__LEASE_SECS", "2"),
-        ("TRIBUTARY__LOGISTICS__RELAY__POLL_INTERVAL_MS", "10"),
-        ("TRIBUTARY__AUDIT__ENABLED", "false"),
-    ];
-    let mut relay = Tributary::start(
-        bin(),
-        &["serve", "logistics-relay"],
-        &env,
-        &dir.join("relay.log"),
-    );
-    relay.wait_ready(Duration::from_secs(60));
+    let mut relay = start_relay(&sql_url, &bus_url, &topic, dir);
     // Kill once a tenth has gone out.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while pending(&store).await > total * 9 / 10 {
-        assert!(
-            Instant::now() < deadline,
-            "relay made no progress:\n{}",
-            relay.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_tenth_relayed(&store, total, &relay).await;
     relay.kill9();
     let left = pending(&store).await;
     assert!(
@@ -133,8 +77,7 @@ async fn relay_killed_mid_stream(sql_url: String, bus_url: String, dir: &Path) {
         let Ok(Ok(m)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else {
             continue;
         };
-        let e = pb::PackageEvent::decode(&m.value[..]).unwrap();
-        assert_eq!(m.key.as_deref(), Some(e.package_id.to_string().as_bytes()));
+        let e = package_event(&m);
         records += 1;
         if seen_ids.insert(e.id) {
             first_seen.entry(e.package_id).or_default().push(e.r#type);
@@ -146,14 +89,7 @@ async fn relay_killed_mid_stream(sql_url: String, bus_url: String, dir: &Path) {
         "relay SIGKILL with {left} of {total} events unsent: lost {lost}, duplicated {duplicates}"
     );
     assert_eq!(lost, 0, "events lost");
-    assert_eq!(first_seen.len(), PACKAGES);
-    for (pkg, types) in &first_seen {
-        assert_eq!(
-            types,
-            &vec![0, 1],
-            "package {pkg}: Created then Updated, once each"
-        );
-    }
+    assert_created_then_updated(&first_seen, PACKAGES);
 }
 
 // Proves a SIGKILLed relay process loses no outbox event and keeps per-package order (SQLite, embedded bus).

@@ -14,13 +14,13 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use tributary_bus::{BusConfig, Message};
 use tributary_documents::domain::{generate_updates, reference_merge, Document, GenParams};
 use tributary_testkit::spawn::{command, stdout_ok as ok, Tributary};
 
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tributary"))
-}
+mod common;
+
+use common::bin;
+use common::docs::{feed, last_per_url, store_of, table};
 
 fn docs_cli(api: SocketAddr, args: &[&str]) -> Output {
     let api = format!("http://{api}");
@@ -83,16 +83,6 @@ fn wait_merged(api: SocketAddr, want: &BTreeMap<String, Document>, t: &Tributary
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn last_per_url(records: &[Message]) -> BTreeMap<String, Document> {
-    let mut last = BTreeMap::new();
-    for m in records {
-        let d = tributary_documents::parse_update(&m.value).unwrap();
-        assert_eq!(m.key.as_deref(), Some(d.url.as_bytes()), "key = url");
-        last.insert(d.url.clone(), d);
-    }
-    last
 }
 
 // Proves `tributary up` merges what `docs send` and `docs produce` sent into exactly the
@@ -218,49 +208,6 @@ async fn up_merges_sent_streams_to_the_reference() {
     for p in poison {
         assert!(dead_values.iter().any(|v| v == p), "{p} not dead-lettered");
     }
-}
-
-async fn store_of(sql: &str) -> tributary_documents::store::DocStore {
-    let db = tributary_storage::Database::connect(sql, &tributary_storage::SqlConfig::default())
-        .await
-        .unwrap();
-    tributary_documents::store::DocStore::open(&db)
-        .await
-        .unwrap()
-}
-
-async fn table(store: &tributary_documents::store::DocStore) -> BTreeMap<String, Document> {
-    store
-        .list(None, 1_000_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| (d.url.clone(), d))
-        .collect()
-}
-
-/// Writes `stream` to a new topic `input` (3 partitions) on `bus_url`, key = url.
-async fn feed(bus_url: &str, input: &str, partitions: i32, stream: &[Document]) {
-    let bus = tributary_bus::connect(bus_url, &BusConfig::default())
-        .await
-        .unwrap();
-    bus.create_topic(input, partitions).await.unwrap();
-    for chunk in stream.chunks(5000) {
-        let sends: Vec<_> = chunk
-            .iter()
-            .map(|d| {
-                bus.send(tributary_bus::Record::new(
-                    input.to_owned(),
-                    d.url.clone().into_bytes(),
-                    serde_json::to_vec(d).unwrap(),
-                ))
-            })
-            .collect();
-        for r in futures::future::join_all(sends).await {
-            r.unwrap();
-        }
-    }
-    bus.flush(Duration::from_secs(30)).await.unwrap();
 }
 
 /// A generated stream already on its own new input topic.

@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prost::Message as _;
 use tributary_logistics::proto::v1 as pb;
 use tributary_logistics::proto::v1::logistic_package_api_service_client::LogisticPackageApiServiceClient;
 use tributary_logistics::store::Store;
@@ -25,16 +24,18 @@ use tributary_storage::{Database, SqlConfig};
 use tributary_testkit::spawn::{free_port, Tributary};
 use tributary_testkit::{backend, fresh_postgres_db, Backend};
 
+mod common;
+
+use common::bin;
+use common::outbox::package_event;
+use common::topic::{kafka_topic_size, read_exactly};
+
 /// Concurrent gRPC clients creating packages.
 const CLIENTS: usize = 6;
 /// Creates acknowledged before the kill (at least; or [`KILL_AFTER`]).
 const KILL_AT_ACKS: usize = 3000;
 /// The latest moment of the kill after the first acknowledgement.
 const KILL_AFTER: Duration = Duration::from_secs(10);
-
-fn bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_tributary"))
-}
 
 /// What one client saw: acknowledged creates (package id, title) and the
 /// titles of creates that got no acknowledgement.
@@ -81,36 +82,8 @@ async fn client(addr: String, k: usize, stop: Arc<AtomicBool>, acks: Arc<AtomicU
     seen
 }
 
-/// How many records `topic` holds on Kafka: the sum over its partitions of
-/// high minus low watermark (rdkafka).
-async fn kafka_topic_size(bus_url: &str, topic: &str) -> i64 {
-    use rdkafka::consumer::{BaseConsumer, Consumer as _};
-    let brokers = tributary_bus::kafka::parse_brokers(bus_url).unwrap();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .create()
-            .unwrap();
-        let timeout = Duration::from_secs(10);
-        let md = c.fetch_metadata(Some(&topic), timeout).unwrap();
-        let partitions = md.topics().first().map_or(0, |t| t.partitions().len());
-        assert!(partitions > 0, "{topic}: no partitions in the metadata");
-        (0..partitions)
-            .map(|p| {
-                let (low, high) = c
-                    .fetch_watermarks(&topic, i32::try_from(p).unwrap(), timeout)
-                    .unwrap();
-                high - low
-            })
-            .sum()
-    })
-    .await
-    .unwrap()
-}
-
-/// The same for the embedded bus file (its owner has stopped): per
-/// partition, the next offset minus the first offset still stored.
+/// How many records `topic` holds on the embedded bus file (its owner has
+/// stopped): per partition, the next offset minus the first offset still stored.
 async fn embedded_topic_size(bus_url: &str, topic: &str) -> i64 {
     let db = Database::connect(bus_url, &SqlConfig::default())
         .await
@@ -218,24 +191,19 @@ async fn creates_killed_mid_stream(sql_url: String, bus_url: String, kafka: bool
     } else {
         embedded_topic_size(&bus_url, &topic).await
     };
-    let records = tributary_testkit::read_topic_until(
+    let records = read_exactly(
         &bus_url,
         &topic,
+        on_topic,
         Duration::from_secs(60),
-        |got: &[tributary_bus::Message]| got.len() as i64 >= on_topic,
+        "records read back vs the topic's watermarks",
     )
     .await;
-    assert_eq!(
-        records.len() as i64,
-        on_topic,
-        "records read back vs the topic's watermarks"
-    );
 
     let mut per_package: HashMap<u64, usize> = HashMap::new();
     let mut titles: HashMap<u64, String> = HashMap::new();
     for m in &records {
-        let e = pb::PackageEvent::decode(&m.value[..]).unwrap();
-        assert_eq!(m.key.as_deref(), Some(e.package_id.to_string().as_bytes()));
+        let e = package_event(m);
         assert_eq!(
             e.r#type,
             pb::EventType::Created as i32,
