@@ -98,6 +98,11 @@ impl WriterLock {
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
+        // Release the lock before leaving the registry: a writer of this
+        // process opening the file meanwhile then either gets the lock or
+        // sees this one closing and waits, never a false "in use" (with the
+        // registry entry gone first and the file still locked it got one).
+        let _ = self._file.unlock();
         let mut reg = registry()
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -107,7 +112,6 @@ impl Drop for WriterLock {
         {
             reg.remove(&self.key);
         }
-        // The file (and with it the lock) is released after this.
     }
 }
 
