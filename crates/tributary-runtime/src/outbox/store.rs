@@ -406,11 +406,15 @@ impl OutboxStore {
                 .await?
                 .rows_affected()
         } else if let Some(pool) = self.db.as_sqlite() {
-            // One write transaction, statements of SQLITE_DELETE_CHUNK ids
-            // (under SQLite's bound-variable limit).
-            let mut tx = pool.begin_write().await?;
+            // One short write transaction per SQLITE_DELETE_CHUNK ids (under
+            // SQLite's bound-variable limit): the file has one writer at a
+            // time, and one transaction over a 10k-event flush held it long
+            // enough that a request writer on a loaded machine ran out of
+            // its busy timeout. A crash between chunks leaves the rest
+            // leased, and they are resent after their lease (at least once).
             let mut done = 0;
             for chunk in ids.chunks(SQLITE_DELETE_CHUNK) {
+                let mut tx = pool.begin_write().await?;
                 let mut q =
                     QueryBuilder::<Sqlite>::new("DELETE FROM tributary_outbox WHERE locked_by = ");
                 q.push_bind(owner).push(" AND id IN (");
@@ -420,8 +424,8 @@ impl OutboxStore {
                 }
                 sep.push_unseparated(")");
                 done += q.build().execute(&mut *tx).await?.rows_affected();
+                tx.commit().await?;
             }
-            tx.commit().await?;
             done
         } else {
             0
