@@ -96,6 +96,15 @@ impl tributary_platform::HealthCheck for ProcessorHealth {
     }
 }
 
+/// Why the reading half of [`Processor::process`] stopped early.
+#[derive(Debug)]
+enum ReadStop {
+    /// A backend failed: run the upload again from its checkpoint.
+    Retry(HandlerError),
+    /// The stored body is not what the API accepted: the upload fails.
+    Malformed(String),
+}
+
 /// The processor of one process. Cheap to share (`Arc`).
 pub struct Processor {
     store: UploadStore,
@@ -219,14 +228,13 @@ impl Processor {
         Ok(Outcome::Failed(reason))
     }
 
-    /// Loads one batch; `false` when another run got ahead.
-    async fn load(
+    /// Validates one batch of records (pure CPU, on a blocking thread).
+    async fn prepare(
         &self,
         event: &FileExtractSuccess,
         from: u64,
         records: Vec<Record>,
-        totals: &mut (u64, u64),
-    ) -> Result<bool, HandlerError> {
+    ) -> Result<Batch, HandlerError> {
         let to = from + records.len() as u64;
         let id = event.request_id.clone();
         let kinds = self.kinds.clone();
@@ -244,30 +252,93 @@ impl Processor {
             })
             .await
             .map_err(retry)?;
-        let batch = Batch {
+        Ok(Batch {
             companies,
             records: rows,
             errors,
             valid,
             from,
             to,
-        };
+        })
+    }
+
+    /// Loads one validated batch; `false` when another run got ahead.
+    async fn apply(
+        &self,
+        event: &FileExtractSuccess,
+        batch: &Batch,
+        totals: &mut (u64, u64),
+    ) -> Result<bool, HandlerError> {
         let t0 = Instant::now();
         let applied = self
             .store
-            .load_batch(&event.request_id, &batch)
+            .load_batch(&event.request_id, batch)
             .await
             .map_err(retry)?;
         metrics::histogram!(m::BATCH_SECONDS).record(t0.elapsed().as_secs_f64());
         if applied {
             let rejected = batch.errors.len() as u64;
-            metrics::counter!(m::RECORDS_LOADED, "kind" => event.kind.clone()).increment(valid);
+            metrics::counter!(m::RECORDS_LOADED, "kind" => event.kind.clone())
+                .increment(batch.valid);
             metrics::counter!(m::RECORDS_REJECTED, "kind" => event.kind.clone())
                 .increment(rejected);
-            totals.0 += valid;
+            totals.0 += batch.valid;
             totals.1 += rejected;
         }
         Ok(applied)
+    }
+
+    /// The reading half of [`Processor::process`]: streams the stored body,
+    /// splits it and validates it batch by batch, handing each batch to
+    /// `out` in order. It runs beside the loading half, so the next batch
+    /// is read and validated while the database loads the previous one.
+    /// Ends early (`Ok`) when the loader has stopped listening.
+    async fn read_batches(
+        &self,
+        event: &FileExtractSuccess,
+        mut stream: futures::stream::BoxStream<'static, tributary_storage::Result<bytes::Bytes>>,
+        mut checkpoint: u64,
+        out: tokio::sync::mpsc::Sender<Batch>,
+    ) -> Result<(), ReadStop> {
+        let mut splitter = Splitter::with_max_record(self.settings.max_record_bytes);
+        let batch_size = self.settings.batch_size.max(1);
+        let mut pending: Vec<Record> = Vec::with_capacity(batch_size);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ReadStop::Retry(retry(e)))?;
+            let records = splitter
+                .push(&chunk)
+                .map_err(|e| ReadStop::Malformed(format!("stored body: {e}")))?;
+            for r in records {
+                if (r.index as u64) < checkpoint {
+                    continue;
+                }
+                pending.push(r);
+                if pending.len() >= batch_size {
+                    let full = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
+                    let n = full.len() as u64;
+                    let batch = self
+                        .prepare(event, checkpoint, full)
+                        .await
+                        .map_err(ReadStop::Retry)?;
+                    if out.send(batch).await.is_err() {
+                        return Ok(());
+                    }
+                    checkpoint += n;
+                }
+            }
+        }
+        splitter
+            .finish()
+            .map_err(|e| ReadStop::Malformed(format!("stored body: {e}")))?;
+        if !pending.is_empty() {
+            let batch = self
+                .prepare(event, checkpoint, pending)
+                .await
+                .map_err(ReadStop::Retry)?;
+            // A closed channel means the loader stopped; it says why.
+            let _ = out.send(batch).await;
+        }
+        Ok(())
     }
 
     /// Processes one upload to its end (see the module docs).
@@ -301,7 +372,7 @@ impl Processor {
                 .await;
         }
         let started = Instant::now();
-        let mut stream = match self.objects.get_stream(&event.key).await {
+        let stream = match self.objects.get_stream(&event.key).await {
             Ok(s) => s,
             Err(tributary_storage::Error::NotFound { .. }) => {
                 return self
@@ -314,43 +385,35 @@ impl Processor {
             }
             Err(e) => return Err(retry(e)),
         };
-        let mut splitter = Splitter::with_max_record(self.settings.max_record_bytes);
-        let batch_size = self.settings.batch_size.max(1);
-        let mut checkpoint = upload.processed;
-        let mut pending: Vec<Record> = Vec::with_capacity(batch_size);
-        let mut totals = (0u64, 0u64);
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(retry)?;
-            let records = match splitter.push(&chunk) {
-                Ok(r) => r,
-                Err(e) => {
-                    return self
-                        .fail(&event.request_id, &event.kind, format!("stored body: {e}"))
-                        .await
-                }
-            };
-            for r in records {
-                if (r.index as u64) < checkpoint {
-                    continue;
-                }
-                pending.push(r);
-                if pending.len() >= batch_size {
-                    let full = std::mem::replace(&mut pending, Vec::with_capacity(batch_size));
-                    let n = full.len() as u64;
-                    if !self.load(event, checkpoint, full, &mut totals).await? {
-                        return Ok(Outcome::Skipped);
-                    }
-                    checkpoint += n;
+        // Two halves side by side in this task: the reader validates batch
+        // N+1 (on a blocking thread) while the loader's transaction of
+        // batch N runs in the database. The channel holds one batch, so
+        // memory stays bounded by about three batches.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
+        let reader = self.read_batches(event, stream, upload.processed, tx);
+        // `move`: the receiver drops with the loader, so a loader that
+        // stops early unblocks a reader waiting to send.
+        let loader = async move {
+            let mut totals = (0u64, 0u64);
+            while let Some(batch) = rx.recv().await {
+                if !self.apply(event, &batch, &mut totals).await? {
+                    return Ok(None);
                 }
             }
-        }
-        if let Err(e) = splitter.finish() {
-            return self
-                .fail(&event.request_id, &event.kind, format!("stored body: {e}"))
-                .await;
-        }
-        if !pending.is_empty() && !self.load(event, checkpoint, pending, &mut totals).await? {
+            Ok::<_, HandlerError>(Some(totals))
+        };
+        let (read, loaded) = tokio::join!(reader, loader);
+        // The loader's stop comes first: its batches were read before any
+        // later read failure.
+        let Some(totals) = loaded? else {
             return Ok(Outcome::Skipped);
+        };
+        match read {
+            Ok(()) => {}
+            Err(ReadStop::Retry(e)) => return Err(e),
+            Err(ReadStop::Malformed(reason)) => {
+                return self.fail(&event.request_id, &event.kind, reason).await
+            }
         }
         match self
             .store
