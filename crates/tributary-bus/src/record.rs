@@ -16,6 +16,10 @@ pub struct Record {
     pub value: Bytes,
     /// Headers, in order.
     pub headers: Vec<Header>,
+    /// Producer timestamp (event time), milliseconds since the epoch; `None`
+    /// stamps the record with the time it is sent. Consumers read it back as
+    /// [`Message::timestamp_ms`] on every adapter.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -26,7 +30,15 @@ impl Record {
             key: Some(key.into()),
             value: value.into(),
             headers: Vec::new(),
+            timestamp_ms: None,
         }
+    }
+
+    /// Sets the producer timestamp (event time), ms since the epoch.
+    #[must_use]
+    pub fn at(mut self, timestamp_ms: i64) -> Self {
+        self.timestamp_ms = Some(timestamp_ms);
+        self
     }
 
     /// Adds a header.

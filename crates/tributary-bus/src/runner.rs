@@ -327,6 +327,8 @@ async fn dead_letter(
         key: message.key.clone(),
         value: message.value.clone(),
         headers: message.headers.clone(),
+        // Stamped when dead-lettered: retention counts from then.
+        timestamp_ms: None,
     };
     record = record
         .header(dlq_headers::ERROR, reason.to_string())

@@ -136,6 +136,46 @@ async fn ordering_per_key(h: Harness) {
     c.close().await.expect("close");
 }
 
+// Proves a producer timestamp (event time) set on a record is the consumed
+// message's timestamp, and a record without one is stamped with its send time.
+async fn producer_timestamps_round_trip(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 1).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as i64;
+    // An hour ago and a day ahead: event times need not be "now".
+    let past = before - 3_600_000;
+    let future = before + 86_400_000;
+    send_all(
+        &bus,
+        vec![
+            Record::new(&t, "k", "past").at(past),
+            Record::new(&t, "k", "now"),
+            Record::new(&t, "k", "future").at(future),
+        ],
+    )
+    .await;
+    let mut c = bus
+        .subscribe(&unique("g"), std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
+    let msgs = recv_n(&mut *c, 3, h.patience()).await;
+    let by_value: HashMap<&[u8], Option<i64>> = msgs
+        .iter()
+        .map(|m| (&m.value[..], m.timestamp_ms))
+        .collect();
+    assert_eq!(by_value[&b"past"[..]], Some(past));
+    assert_eq!(by_value[&b"future"[..]], Some(future));
+    let now = by_value[&b"now"[..]].expect("a send-time stamp");
+    assert!(
+        now >= before - 1_000 && now < before + 600_000,
+        "send-time stamp {now} is not near {before}"
+    );
+    c.close().await.expect("close");
+}
+
 // Proves a key lands on murmur2(key) % partitions, the same number on every adapter.
 async fn partition_mapping_is_kafkas(h: Harness) {
     let bus = h.open().await;
@@ -554,6 +594,7 @@ macro_rules! conformance {
 conformance!(
     topics_are_idempotent,
     ordering_per_key,
+    producer_timestamps_round_trip,
     partition_mapping_is_kafkas,
     offsets_survive_restart,
     uncommitted_messages_are_redelivered,

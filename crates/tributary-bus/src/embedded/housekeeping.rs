@@ -300,6 +300,7 @@ impl Keeper {
                         key: m.key.clone(),
                         value: m.value.clone(),
                         headers: m.headers.clone(),
+                        timestamp_ms: m.timestamp_ms,
                     };
                     encode_record(&mut buf, &rec, ts);
                 }

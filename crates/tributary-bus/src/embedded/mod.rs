@@ -512,8 +512,8 @@ impl EventBus for EmbeddedBus {
         let req = WriteReq {
             topic: record.topic.clone(),
             partition,
+            timestamp_ms: record.timestamp_ms.unwrap_or_else(now_ms),
             record,
-            timestamp_ms: now_ms(),
             reply,
         };
         if writer.send(req).is_err() {

@@ -525,6 +525,7 @@ mod tests {
                 key: None,
                 value: Bytes::new(),
                 headers: Vec::new(),
+                timestamp_ms: None,
             },
             Record::new("t", "", "v3"),
         ];

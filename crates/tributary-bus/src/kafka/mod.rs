@@ -286,6 +286,9 @@ impl EventBus for KafkaBus {
         if let Some(k) = &record.key {
             fr = fr.key(&k[..]);
         }
+        if let Some(ts) = record.timestamp_ms {
+            fr = fr.timestamp(ts);
+        }
         // Enqueue now (keeps per-key order for sequential callers); when the
         // local queue is full, wait for librdkafka to drain it.
         let mut waited = Duration::ZERO;

@@ -267,6 +267,8 @@ impl Executor {
                     key: msg.key.clone(),
                     value: msg.value.clone(),
                     headers: msg.headers.clone(),
+                    // Stamped when dead-lettered: retention counts from then.
+                    timestamp_ms: None,
                 };
                 record = record
                     .header(dlq_headers::ERROR, err.to_string())
