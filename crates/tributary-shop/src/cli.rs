@@ -54,6 +54,9 @@ pub enum Action {
         /// Who is searching.
         #[arg(long, default_value = "anonymous")]
         user: String,
+        /// Event time of the prompts, ms since the epoch (default: when sent).
+        #[arg(long, value_name = "MS")]
+        event_time: Option<i64>,
     },
     /// Send the records of an NDJSON file (wire shape) as they are.
     Send {
@@ -61,6 +64,10 @@ pub enum Action {
         kind: Kind,
         /// The file, one record per line.
         file: PathBuf,
+        /// Event time of every record, ms since the epoch (default: when
+        /// sent); replays of late or early records set it.
+        #[arg(long, value_name = "MS")]
+        event_time: Option<i64>,
     },
     /// Emulate stores: generated products at a rate.
     Emulate {
@@ -144,15 +151,24 @@ impl Client {
         self.api.url(path)
     }
 
-    async fn ingest(&self, kind: Kind, body: Vec<u8>) -> anyhow::Result<usize> {
+    async fn ingest(
+        &self,
+        kind: Kind,
+        body: Vec<u8>,
+        event_time: Option<i64>,
+    ) -> anyhow::Result<usize> {
         let path = match kind {
             Kind::Products => "/api/shop/products",
             Kind::Prompts => "/api/shop/prompts",
         };
+        let mut url = self.url(path);
+        if let Some(ms) = event_time {
+            url = format!("{url}?event_time_ms={ms}");
+        }
         let a: Accepted = self
             .call(
                 self.http
-                    .post(self.url(path))
+                    .post(url)
                     .header("content-type", "application/x-ndjson")
                     .body(body),
             )
@@ -165,6 +181,7 @@ impl Client {
         &self,
         kind: Kind,
         lines: impl Iterator<Item = anyhow::Result<Vec<u8>>>,
+        event_time: Option<i64>,
     ) -> anyhow::Result<usize> {
         let mut sent = 0;
         let mut body = Vec::new();
@@ -178,12 +195,14 @@ impl Client {
             body.push(b'\n');
             n += 1;
             if n >= CHUNK_LINES || body.len() >= CHUNK_BYTES {
-                sent += self.ingest(kind, std::mem::take(&mut body)).await?;
+                sent += self
+                    .ingest(kind, std::mem::take(&mut body), event_time)
+                    .await?;
                 n = 0;
             }
         }
         if n > 0 {
-            sent += self.ingest(kind, body).await?;
+            sent += self.ingest(kind, body, event_time).await?;
         }
         Ok(sent)
     }
@@ -245,17 +264,22 @@ pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
         Action::Find {
             text: Some(text),
             user,
+            event_time,
         } => {
             let p = Prompt::new(user, text);
             let line = serde_json::to_vec(&p)?;
-            c.ingest(Kind::Prompts, line).await?;
+            c.ingest(Kind::Prompts, line, event_time).await?;
             if json {
                 print_json(&p)?;
             } else {
                 println!("prompt {} sent for {}: {:?}", p.id, p.user_id, p.find);
             }
         }
-        Action::Find { text: None, user } => {
+        Action::Find {
+            text: None,
+            user,
+            event_time,
+        } => {
             if !json {
                 eprintln!("one search per line; end with Ctrl-D");
             }
@@ -272,7 +296,8 @@ pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
                     continue;
                 }
                 let p = Prompt::new(user.clone(), line.trim());
-                c.ingest(Kind::Prompts, serde_json::to_vec(&p)?).await?;
+                c.ingest(Kind::Prompts, serde_json::to_vec(&p)?, event_time)
+                    .await?;
                 if json {
                     print_json(&p)?;
                 } else {
@@ -280,13 +305,17 @@ pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
                 }
             }
         }
-        Action::Send { kind, file } => {
+        Action::Send {
+            kind,
+            file,
+            event_time,
+        } => {
             let f =
                 std::fs::File::open(&file).with_context(|| format!("open {}", file.display()))?;
             let lines = std::io::BufReader::new(f)
                 .split(b'\n')
                 .map(|l| l.context("read the file"));
-            let n = c.send_lines(kind, lines).await?;
+            let n = c.send_lines(kind, lines, event_time).await?;
             if json {
                 print_json(&serde_json::json!({"sent": n}))?;
             } else {
@@ -309,7 +338,7 @@ pub async fn run(cmd: Command, default_api: String) -> anyhow::Result<()> {
                     serde_json::to_writer(&mut body, &p)?;
                     body.push(b'\n');
                 }
-                c.ingest(Kind::Products, body).await?;
+                c.ingest(Kind::Products, body, None).await?;
                 sent += n;
             }
             let secs = started.elapsed().as_secs_f64().max(1e-9);

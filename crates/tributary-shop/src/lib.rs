@@ -7,9 +7,10 @@
 //! | module | what lives there |
 //! |---|---|
 //! | [`domain`] | pure: products, prompts, recommendations, the filter, the join state machine, the emulator |
-//! | [`pipeline`] | the services' work: control-topic follower, filter, join, sink, emulator |
+//! | [`pipeline`] | the services' work: control-topic follower, filter, repartition, join, sink, emulator |
 //! | [`store`] | the tables (products, filtered products, recommendations, join state) |
-//! | [`api`] | `shop-api`: REST (ingest, filter control, reads) |
+//! | [`api`] | `shop-api`: REST (ingest, filter control, reads) and gRPC (filter control, ingest) |
+//! | [`proto`] | generated gRPC code of `proto/` |
 //! | [`cli`] | `tributary shop find/send/emulate/filter/recommendations/products/stats` |
 //! | [`settings`] | the `[shop]` section |
 //! | [`metrics`] | Prometheus names |
@@ -23,6 +24,7 @@ pub mod cli;
 pub mod domain;
 pub mod metrics;
 pub mod pipeline;
+pub mod proto;
 pub mod settings;
 pub mod store;
 pub mod system;

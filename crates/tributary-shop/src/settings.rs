@@ -19,6 +19,20 @@ pub const RECOMMENDATIONS_TOPIC: &str = "personal_recom";
 /// The filter's control topic (one partition; the latest `filter` value wins).
 pub const CONTROL_TOPIC: &str = "shop_filter_control";
 
+/// Whether the join's inputs go through repartition topics
+/// ([`ShopSettings::repartition`]).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Repartition {
+    /// On for Kafka, off for the embedded bus.
+    #[default]
+    Auto,
+    /// Always.
+    On,
+    /// Never (one join replica).
+    Off,
+}
+
 /// The `[shop]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +40,8 @@ pub struct ShopSettings {
     /// Address of the REST API (`shop-api`: ingest, reads, filter control);
     /// the CLI's default `--api`.
     pub http_listen: SocketAddr,
+    /// Address of the gRPC API (`shop-api`: filter control, ingest).
+    pub grpc_listen: SocketAddr,
     /// Products topic (the emulator and the ingest route produce to it).
     pub products_topic: String,
     /// Filtered products topic (written by `shop-filter`).
@@ -56,6 +72,12 @@ pub struct ShopSettings {
     pub join_window_ms: i64,
     /// Grace period for late records, ms.
     pub join_grace_ms: i64,
+    /// Re-key both join inputs by the join key through repartition topics
+    /// (`{join_group}-prompts-repartition`, `{join_group}-products-repartition`)
+    /// so any number of join replicas is co-partitioned: `auto` (on for
+    /// Kafka, off for the embedded bus, where one process owns every
+    /// partition), `on`, `off` (one replica only).
+    pub repartition: Repartition,
     /// First retry delay of a record whose side effect failed, ms (doubles
     /// per attempt; the partition waits meanwhile).
     pub retry_base_ms: u64,
@@ -69,6 +91,7 @@ impl Default for ShopSettings {
     fn default() -> Self {
         Self {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8097)),
+            grpc_listen: SocketAddr::from(([127, 0, 0, 1], 8098)),
             products_topic: PRODUCTS_TOPIC.into(),
             filtered_topic: FILTERED_TOPIC.into(),
             prompts_topic: PROMPTS_TOPIC.into(),
@@ -83,6 +106,7 @@ impl Default for ShopSettings {
             sink_group: "shop-sink".into(),
             join_window_ms: JoinConfig::default().window_ms,
             join_grace_ms: JoinConfig::default().grace_ms,
+            repartition: Repartition::Auto,
             retry_base_ms: 100,
             retry_max_ms: 10_000,
             page_max: 1000,
@@ -97,6 +121,29 @@ impl ShopSettings {
             window_ms: self.join_window_ms.max(0),
             grace_ms: self.join_grace_ms.max(0),
         }
+    }
+
+    /// Whether the join repartitions its inputs on the bus at `bus_url`.
+    pub fn repartitions(&self, bus_url: &str) -> bool {
+        match self.repartition {
+            Repartition::On => true,
+            Repartition::Off => false,
+            Repartition::Auto => bus_url.starts_with("kafka://"),
+        }
+    }
+
+    /// The repartition topics of the join: (prompts, products), keyed by
+    /// the join key.
+    pub fn repartition_topics(&self) -> (String, String) {
+        (
+            format!("{}-prompts-repartition", self.join_group),
+            format!("{}-products-repartition", self.join_group),
+        )
+    }
+
+    /// The consumer group that re-keys the join's inputs.
+    pub fn repartition_group(&self) -> String {
+        format!("{}-repartition", self.join_group)
     }
 
     /// The retry policy of the consumers.

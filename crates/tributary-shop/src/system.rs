@@ -16,6 +16,7 @@ use crate::api::{self, ApiState};
 use crate::pipeline::control::{replica_id, ControlView, Follower};
 use crate::pipeline::filter::FilterHandler;
 use crate::pipeline::join::JoinHandler;
+use crate::pipeline::repartition::RepartitionHandler;
 use crate::pipeline::sink::SinkHandler;
 use crate::pipeline::{ensure_topics, ConsumerHealth};
 use crate::settings::ShopSettings;
@@ -51,6 +52,14 @@ pub fn system() -> System {
             TopicSpec {
                 name: crate::settings::RECOMMENDATIONS_TOPIC,
                 about: "recommendations {prompt_id, user_id, find, product, matched_at} (key = prompt id, idempotent key in shop.key), from shop-recommendations",
+            },
+            TopicSpec {
+                name: "shop-recommendations-prompts-repartition",
+                about: "prompts re-keyed by the join key (`{shop.join_group}-prompts-repartition`), from shop-recommendations when shop.repartition is on (Kafka)",
+            },
+            TopicSpec {
+                name: "shop-recommendations-products-repartition",
+                about: "filtered products re-keyed by the join key (`{shop.join_group}-products-repartition`), from shop-recommendations when shop.repartition is on (Kafka)",
             },
             TopicSpec {
                 name: crate::settings::CONTROL_TOPIC,
@@ -180,14 +189,15 @@ impl Service for ApiService {
         "shop-api"
     }
     fn about(&self) -> &'static str {
-        "shop REST API: NDJSON ingest of products and prompts, filter control, products, recommendations (+ /openapi.json)"
+        "shop REST API: NDJSON ingest of products and prompts, filter control, products, recommendations (+ /openapi.json); gRPC API: filter control, ingest"
     }
     fn listens(&self) -> &'static [&'static str] {
-        &["shop.http_listen"]
+        &["shop.http_listen", "shop.grpc_listen"]
     }
     fn metrics(&self, _: &Context) -> Vec<Series> {
         // Its control-topic follower applies filter changes too.
         let mut out = http::series("shop-api");
+        out.extend(tributary_runtime::grpc::series(api::grpc::GRPC_SERVER));
         out.push(Series::counter(crate::metrics::FILTER_CHANGES));
         out
     }
@@ -214,24 +224,49 @@ impl Service for ApiService {
         .await?;
         let listener = http::bind(settings.http_listen, "shop API").await?;
         let addr = listener.local_addr().context("shop API address")?;
+        let grpc_listener = http::bind(settings.grpc_listen, "shop gRPC API").await?;
+        let grpc_addr = grpc_listener.local_addr().context("shop gRPC address")?;
         started.listening(addr);
+        started.listening(grpc_addr);
         started.ready();
-        tracing::info!(api = %format!("http://{addr}"), "shop API listening");
-        let router = api::router(ApiState {
+        tracing::info!(api = %format!("http://{addr}"), grpc = %grpc_addr, "shop API listening");
+        let state = ApiState {
             store,
             bus,
             settings,
             control,
-        })
-        .layer(tributary_runtime::scope::RequestScopeLayer::new(false));
-        http::serve(
-            listener,
-            router,
-            "shop-api",
-            HttpLimits::default(),
-            ctx.shutdown.clone(),
-        )
-        .await
+        };
+        // A failing server stops its sibling, not the process.
+        let stop = ctx.shutdown.child_token();
+        let grpc = {
+            let stop = stop.clone();
+            let state = state.clone();
+            async move {
+                let r = api::grpc::serve(grpc_listener, state, stop.clone()).await;
+                stop.cancel();
+                r
+            }
+        };
+        let rest = {
+            let stop = stop.clone();
+            let router =
+                api::router(state).layer(tributary_runtime::scope::RequestScopeLayer::new(false));
+            async move {
+                let r = http::serve(
+                    listener,
+                    router,
+                    "shop-api",
+                    HttpLimits::default(),
+                    stop.clone(),
+                )
+                .await;
+                stop.cancel();
+                r
+            }
+        };
+        let (a, b) = tokio::join!(rest, grpc);
+        a.context("shop REST API")?;
+        b.context("shop gRPC API")
     }
 }
 
@@ -243,14 +278,26 @@ impl Service for JoinService {
         "shop-recommendations"
     }
     fn about(&self) -> &'static str {
-        "shop recommendations: prompts x filtered products on the normalised name within the window -> personal_recom (state in SQL)"
+        "shop recommendations: prompts x filtered products on the normalised name within the window -> personal_recom (state in SQL; on Kafka both inputs re-keyed through repartition topics, so replicas scale out)"
     }
     fn metrics(&self, ctx: &Context) -> Vec<Series> {
         let s = ctx.section::<ShopSettings>();
-        let mut out = tributary_runtime::series::consumer(
-            &s.join_group,
-            &[s.prompts_topic.as_str(), s.filtered_topic.as_str()],
-        );
+        let inputs = [s.prompts_topic.as_str(), s.filtered_topic.as_str()];
+        let mut out = if s.repartitions(&ctx.settings.bus.url) {
+            let (rp, rq) = s.repartition_topics();
+            let mut out = tributary_runtime::series::consumer(&s.repartition_group(), &inputs);
+            out.extend(tributary_runtime::series::consumer(
+                &s.join_group,
+                &[rp.as_str(), rq.as_str()],
+            ));
+            out.extend(crate::metrics::records(
+                crate::pipeline::repartition::SERVICE,
+                true,
+            ));
+            out
+        } else {
+            tributary_runtime::series::consumer(&s.join_group, &inputs)
+        };
         out.extend(crate::metrics::records(
             crate::pipeline::join::SERVICE,
             true,
@@ -262,39 +309,81 @@ impl Service for JoinService {
         let s = ctx.section::<ShopSettings>();
         let store = open_store(&ctx).await?;
         let bus = ctx.bus().await?;
-        let topics = [
+        let repartition = s.repartitions(&ctx.settings.bus.url);
+        let (rp, rq) = s.repartition_topics();
+        let mut topics = vec![
             (s.prompts_topic.as_str(), s.partitions),
             (s.filtered_topic.as_str(), s.partitions),
             (s.recommendations_topic.as_str(), s.partitions),
         ];
+        if repartition {
+            // Co-partitioned: both with the same partition count.
+            topics.push((rp.as_str(), s.partitions));
+            topics.push((rq.as_str(), s.partitions));
+        }
         if !ensure_topics(&bus, &topics, &ctx.shutdown).await {
             return Ok(());
         }
         let health = ConsumerHealth::new("shop recommendations");
         ctx.readiness.register(Arc::new(health.clone()));
+        let (prompt_topics, join_inputs) = if repartition {
+            (vec![rp.clone()], [rp.as_str(), rq.as_str()])
+        } else {
+            (
+                vec![s.prompts_topic.clone()],
+                [s.prompts_topic.as_str(), s.filtered_topic.as_str()],
+            )
+        };
         let handler = JoinHandler::open(
             store,
             bus.clone(),
-            s.prompts_topic.clone(),
+            prompt_topics,
             s.recommendations_topic.clone(),
             s.join(),
-            health,
+            repartition,
+            health.clone(),
         )
         .await
         .context("restore the join state")?;
+        tracing::info!(
+            repartition,
+            inputs = ?join_inputs,
+            "shop recommendations: {}",
+            if repartition {
+                "inputs re-keyed by the join key through repartition topics; state split by partition"
+            } else {
+                "one replica reads both inputs; state in one part"
+            }
+        );
         started.ready();
-        tributary_bus::runner::run(
-            bus,
-            runner(
-                &s,
-                &s.join_group,
-                &[s.prompts_topic.as_str(), s.filtered_topic.as_str()],
-            ),
+        let join = tributary_bus::runner::run(
+            bus.clone(),
+            runner(&s, &s.join_group, &join_inputs),
             Arc::new(handler),
             ctx.shutdown.clone(),
-        )
-        .await
-        .context("shop recommendations")
+        );
+        if !repartition {
+            return join.await.context("shop recommendations");
+        }
+        let rekey = tributary_bus::runner::run(
+            bus.clone(),
+            runner(
+                &s,
+                &s.repartition_group(),
+                &[s.prompts_topic.as_str(), s.filtered_topic.as_str()],
+            ),
+            Arc::new(RepartitionHandler::new(
+                bus,
+                s.prompts_topic.clone(),
+                rp.clone(),
+                rq.clone(),
+                health,
+            )),
+            ctx.shutdown.clone(),
+        );
+        let (a, b) = tokio::join!(rekey, join);
+        a.context("shop repartition")?;
+        b.context("shop recommendations")
     }
 }
 

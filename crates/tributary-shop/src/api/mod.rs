@@ -6,7 +6,9 @@
 //!   prompts topic keyed by its `product_id` / `id` (a line that is not a
 //!   JSON object with that non-blank string field fails the whole request
 //!   with 400 naming the line, and nothing is produced). Every other check
-//!   is the consumers': such records reach `<topic>.dlq`;
+//!   is the consumers': such records reach `<topic>.dlq`. `?event_time_ms=`
+//!   stamps every line with that producer timestamp (the join's event
+//!   time); without it, records carry the time they are produced;
 //! - `GET /api/shop/filter`: the filter in force, when it was set, and per
 //!   filter replica the offsets from which it applies;
 //! - `PUT /api/shop/filter`: sets it (`{"pattern", "regex", "case_insensitive"}`),
@@ -17,6 +19,11 @@
 //!   /api/shop/recommendations?user=&limit=`, `GET /api/shop/stats`: reads
 //!   of the sink's tables;
 //! - `GET /openapi.json`.
+//!
+//! The gRPC API ([`grpc`], `shop.grpc_listen`) serves the filter and
+//! ingest operations through the same functions.
+
+pub mod grpc;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +72,18 @@ impl From<StoreError> for ApiError {
 pub struct Accepted {
     /// Records produced to the topic.
     pub accepted: usize,
+}
+
+/// Query of the ingest routes.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct IngestQuery {
+    /// Event time of every line of this request, ms since the epoch: the
+    /// records' producer timestamp, which the join windows on. Absent: the
+    /// time they are produced.
+    #[param(minimum = 0)]
+    pub event_time_ms: Option<i64>,
 }
 
 /// Body of `PUT /api/shop/filter`.
@@ -217,20 +236,35 @@ fn line_key(line: &[u8], field: &str) -> Result<String, String> {
     }
 }
 
-async fn ingest(bus: &Bus, topic: &str, field: &str, body: &Bytes) -> Result<Accepted, ApiError> {
+/// Produces `records` (numbered, each one JSON object) to `topic` keyed
+/// by their string field `field`, all stamped with `event_time_ms` when
+/// given. Checks every record first: one without its key fails the whole
+/// call naming it (`what` and number), and nothing is produced. Blank
+/// records are skipped.
+pub(crate) async fn ingest_records(
+    bus: &Bus,
+    topic: &str,
+    field: &str,
+    lines: impl Iterator<Item = (usize, Bytes)>,
+    event_time_ms: Option<i64>,
+    what: &str,
+) -> Result<Accepted, ApiError> {
+    if let Some(ms) = event_time_ms.filter(|ms| *ms < 0) {
+        // Kafka refuses negative timestamps; refuse them here on every bus.
+        return Err(ApiError::invalid(format!(
+            "event_time_ms {ms} is negative (ms since the epoch)"
+        )));
+    }
     let mut records = Vec::new();
-    for (i, raw) in body.split(|b| *b == b'\n').enumerate() {
-        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+    for (n, line) in lines {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         let key =
-            line_key(line, field).map_err(|e| ApiError::invalid(format!("line {}: {e}", i + 1)))?;
-        records.push(Record::new(
-            topic.to_owned(),
-            Bytes::from(key.into_bytes()),
-            body.slice_ref(line),
-        ));
+            line_key(&line, field).map_err(|e| ApiError::invalid(format!("{what} {n}: {e}")))?;
+        let mut record = Record::new(topic.to_owned(), Bytes::from(key.into_bytes()), line);
+        record.timestamp_ms = event_time_ms;
+        records.push(record);
     }
     let n = records.len();
     let sends: Vec<_> = records.into_iter().map(|r| bus.send(r)).collect();
@@ -240,43 +274,77 @@ async fn ingest(bus: &Bus, topic: &str, field: &str, body: &Bytes) -> Result<Acc
     Ok(Accepted { accepted: n })
 }
 
+/// The lines of an NDJSON body, numbered from 1 (a trailing `\r` cut).
+fn ndjson_lines(body: &Bytes) -> impl Iterator<Item = (usize, Bytes)> + '_ {
+    body.split(|b| *b == b'\n').enumerate().map(|(i, raw)| {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        (i + 1, body.slice_ref(line))
+    })
+}
+
+async fn ingest(
+    bus: &Bus,
+    topic: &str,
+    field: &str,
+    body: &Bytes,
+    event_time_ms: Option<i64>,
+) -> Result<Accepted, ApiError> {
+    ingest_records(bus, topic, field, ndjson_lines(body), event_time_ms, "line").await
+}
+
 /// Ingest products (NDJSON)
 #[utoipa::path(post, path = "/api/shop/products", operation_id = "ingest_products",
+    params(IngestQuery),
     request_body(content = ProductLine, content_type = "application/x-ndjson",
         description = "One product per line in the wire shape; each needs a non-blank string `product_id` (the key); blank lines are skipped"),
     responses(
         (status = 200, description = "Every line produced to the products topic", body = Accepted),
-        (status = 400, description = "A line is not a JSON object with a non-blank string `product_id` (nothing produced)", body = ErrorBody),
+        (status = 400, description = "A line is not a JSON object with a non-blank string `product_id`, or `event_time_ms` is negative (nothing produced)", body = ErrorBody),
         (status = 503, description = "The bus is unavailable", body = ErrorBody),
     ))]
 async fn ingest_products(
     State(st): State<ApiState>,
+    Query(q): Query<IngestQuery>,
     body: Bytes,
 ) -> Result<axum::Json<Accepted>, ApiError> {
-    ingest(&st.bus, &st.settings.products_topic, "product_id", &body)
-        .await
-        .map(axum::Json)
+    ingest(
+        &st.bus,
+        &st.settings.products_topic,
+        "product_id",
+        &body,
+        q.event_time_ms,
+    )
+    .await
+    .map(axum::Json)
 }
 
 /// Ingest search prompts (NDJSON)
 #[utoipa::path(post, path = "/api/shop/prompts", operation_id = "ingest_prompts",
+    params(IngestQuery),
     request_body(content = PromptLine, content_type = "application/x-ndjson",
         description = "One prompt `{id, user_id, find}` per line; each needs a non-blank string `id` (the key); blank lines are skipped"),
     responses(
         (status = 200, description = "Every line produced to the prompts topic", body = Accepted),
-        (status = 400, description = "A line is not a JSON object with a non-blank string `id` (nothing produced)", body = ErrorBody),
+        (status = 400, description = "A line is not a JSON object with a non-blank string `id`, or `event_time_ms` is negative (nothing produced)", body = ErrorBody),
         (status = 503, description = "The bus is unavailable", body = ErrorBody),
     ))]
 async fn ingest_prompts(
     State(st): State<ApiState>,
+    Query(q): Query<IngestQuery>,
     body: Bytes,
 ) -> Result<axum::Json<Accepted>, ApiError> {
-    ingest(&st.bus, &st.settings.prompts_topic, "id", &body)
-        .await
-        .map(axum::Json)
+    ingest(
+        &st.bus,
+        &st.settings.prompts_topic,
+        "id",
+        &body,
+        q.event_time_ms,
+    )
+    .await
+    .map(axum::Json)
 }
 
-fn view(control: &ControlView) -> FilterView {
+pub(crate) fn view(control: &ControlView) -> FilterView {
     let c = control.snapshot();
     FilterView {
         filter: FilterBody::from(&c.spec),
@@ -296,7 +364,7 @@ async fn get_filter(State(st): State<ApiState>) -> Result<axum::Json<FilterView>
     Ok(axum::Json(view(&st.control)))
 }
 
-async fn store_filter(st: &ApiState, spec: FilterSpec) -> Result<FilterView, ApiError> {
+pub(crate) async fn store_filter(st: &ApiState, spec: FilterSpec) -> Result<FilterView, ApiError> {
     Filter::compile(&spec).map_err(|e| ApiError::invalid(format!("pattern: {e}")))?;
     let value = serde_json::to_vec(&spec).map_err(ApiError::internal)?;
     let delivery = st
@@ -333,12 +401,21 @@ async fn set_filter(
     State(st): State<ApiState>,
     Json(body): Json<SetFilter>,
 ) -> Result<axum::Json<FilterView>, ApiError> {
-    let spec = if body.regex {
-        FilterSpec::regex(body.pattern, body.case_insensitive, now_ms())
+    store_filter(&st, spec_of(&body)).await.map(axum::Json)
+}
+
+/// The filter a `SetFilter` asks for, set now.
+pub(crate) fn spec_of(body: &SetFilter) -> FilterSpec {
+    if body.regex {
+        FilterSpec::regex(body.pattern.clone(), body.case_insensitive, now_ms())
     } else {
-        FilterSpec::substring(body.pattern, now_ms())
-    };
-    store_filter(&st, spec).await.map(axum::Json)
+        FilterSpec::substring(body.pattern.clone(), now_ms())
+    }
+}
+
+/// The empty filter (all pass), set now.
+pub(crate) fn cleared() -> FilterSpec {
+    FilterSpec::empty(now_ms())
 }
 
 /// Clear the filter (all pass)
@@ -349,9 +426,7 @@ async fn set_filter(
         (status = 503, description = "The bus is unavailable", body = ErrorBody),
     ))]
 async fn clear_filter(State(st): State<ApiState>) -> Result<axum::Json<FilterView>, ApiError> {
-    store_filter(&st, FilterSpec::empty(now_ms()))
-        .await
-        .map(axum::Json)
+    store_filter(&st, cleared()).await.map(axum::Json)
 }
 
 fn limit(st: &ApiState, limit: Option<u32>) -> Result<u32, ApiError> {

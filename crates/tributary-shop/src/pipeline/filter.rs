@@ -84,6 +84,8 @@ impl Handler for FilterHandler {
                 .filter(|(n, _)| n != EVENT_TIME_HEADER)
                 .cloned()
                 .collect(),
+            // The product's event time travels as the record's timestamp too.
+            timestamp_ms: Some(event_time(msg)),
         };
         record = record.header(EVENT_TIME_HEADER, event_time(msg).to_string());
         let sent = self

@@ -15,10 +15,22 @@
 //! state (already advanced) is discarded and reloaded from the table before
 //! the retry, so memory never runs ahead of what is durable.
 //!
-//! One replica: the state is one table for the whole process (on the
-//! embedded bus one process owns every partition anyway). Several replicas
-//! on Kafka would need the inputs re-keyed by the join key through
-//! repartition topics and the state split by partition; not built yet.
+//! Partitions: with repartition topics (the default on Kafka, see
+//! [`super::repartition`]) both inputs arrive keyed by the join key, so the
+//! state is split by partition (`part` = the input partition): each replica
+//! holds the parts of the partitions it is given, loads a part from the
+//! table on its first record, and a rebalance moves a part with its
+//! partition. Without them (the embedded bus, where one process owns every
+//! partition) the whole state is part 0. Every commit of a part is
+//! conditional on the part's version this replica last saw: if another
+//! replica committed the part meanwhile (two owners for a moment during a
+//! rebalance, or a replica that lost the partition and still has a stale
+//! copy), the commit writes nothing, the part is reloaded and the record
+//! runs again on the fresh state, so no replica ever overwrites or misses
+//! what another one stored. Its matches may then be produced twice, with
+//! the same idempotent key.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use tokio::sync::Mutex;
@@ -36,10 +48,17 @@ use crate::store::ShopStore;
 /// Service name (metrics label).
 pub const SERVICE: &str = "shop-recommendations";
 
+/// Conflicting commits of one record in a row before it is retried by the
+/// runner (with backoff) instead of at once.
+const MAX_CONFLICTS: usize = 8;
+
+/// The state of one part as this replica holds it.
 #[derive(Debug)]
-struct Core {
+struct Part {
     state: JoinState,
     next_seq: i64,
+    /// The part's commit version this copy is at.
+    version: i64,
     /// Memory may be ahead of the table (a failed record): reload first.
     dirty: bool,
 }
@@ -48,11 +67,13 @@ struct Core {
 pub struct JoinHandler {
     store: ShopStore,
     bus: Bus,
-    prompts_topic: String,
+    prompt_topics: Vec<String>,
     output: String,
     config: JoinConfig,
+    /// State split by input partition (else one part, 0).
+    by_partition: bool,
     health: ConsumerHealth,
-    core: Mutex<Core>,
+    parts: Mutex<HashMap<i32, Part>>,
 }
 
 impl std::fmt::Debug for JoinHandler {
@@ -61,61 +82,76 @@ impl std::fmt::Debug for JoinHandler {
             .field("bus", &self.bus.describe())
             .field("output", &self.output)
             .field("config", &self.config)
+            .field("by_partition", &self.by_partition)
             .finish_non_exhaustive()
     }
 }
 
 impl JoinHandler {
-    /// Restores the state from the table.
+    /// A join whose records of `prompt_topics` are prompts and every other
+    /// topic's filtered products. `by_partition`: the inputs are keyed by
+    /// the join key (repartition topics) and the state is split by
+    /// partition; else part 0 holds it all and is restored now.
     ///
     /// # Errors
     /// When the table cannot be read.
     pub async fn open(
         store: ShopStore,
         bus: Bus,
-        prompts_topic: String,
+        prompt_topics: Vec<String>,
         output: String,
         config: JoinConfig,
+        by_partition: bool,
         health: ConsumerHealth,
     ) -> anyhow::Result<Self> {
-        let stored = store.load_join_state().await?;
-        let state = JoinState::restore(config, stored.changes);
-        tracing::info!(size = ?state.size(), stream_time = ?state.stream_time(), "join state restored");
-        let core = Core {
-            state,
-            next_seq: stored.next_seq,
-            dirty: false,
-        };
-        gauges(&core.state);
-        Ok(Self {
+        let handler = Self {
             store,
             bus,
-            prompts_topic,
+            prompt_topics,
             output,
             config,
+            by_partition,
             health,
-            core: Mutex::new(core),
+            parts: Mutex::new(HashMap::new()),
+        };
+        if !by_partition {
+            let part = handler.load(0).await?;
+            tracing::info!(size = ?part.state.size(), stream_time = ?part.state.stream_time(), "join state restored");
+            let mut parts = handler.parts.lock().await;
+            parts.insert(0, part);
+            gauges(&parts);
+        }
+        Ok(handler)
+    }
+
+    async fn load(&self, part: i32) -> Result<Part, crate::store::StoreError> {
+        let stored = self.store.load_join_state(part).await?;
+        Ok(Part {
+            state: JoinState::restore(self.config, stored.changes),
+            next_seq: stored.next_seq,
+            version: stored.version,
+            dirty: false,
         })
     }
 
-    async fn reload(&self, core: &mut Core) -> Result<(), HandlerError> {
-        let stored = self
-            .store
-            .load_join_state()
+    async fn reload(&self, part: i32, slot: &mut Part) -> Result<(), HandlerError> {
+        *slot = self
+            .load(part)
             .await
             .map_err(|e| retry("reload the join state", e))?;
-        core.state = JoinState::restore(self.config, stored.changes);
-        core.next_seq = stored.next_seq;
-        core.dirty = false;
         metrics::counter!(m::JOIN_RELOADS).increment(1);
         Ok(())
     }
 
+    /// Produces the matches, then commits the state changes if the part is
+    /// still at this copy's version. `Ok(false)`: another replica committed
+    /// the part meanwhile (nothing written; reload and run again).
     async fn publish_then_persist(
         &self,
-        core: &mut Core,
-        out: JoinOutput,
-    ) -> Result<(), HandlerError> {
+        part: i32,
+        slot: &mut Part,
+        out: &JoinOutput,
+    ) -> Result<bool, HandlerError> {
         let sends: Vec<_> = out
             .matches
             .iter()
@@ -127,34 +163,51 @@ impl JoinHandler {
                     Bytes::from(value),
                 )
                 .header(RECOMMENDATION_KEY_HEADER, rec.key())
-                .header(super::EVENT_TIME_HEADER, rec.matched_at.to_string());
+                .header(super::EVENT_TIME_HEADER, rec.matched_at.to_string())
+                .at(rec.matched_at);
                 self.bus.send(record)
             })
             .collect();
         for r in futures::future::join_all(sends).await {
             r.map_err(|e| retry("produce recommendations", e))?;
         }
-        self.store
-            .persist_join_changes(&out.changes, core.next_seq)
-            .await
-            .map_err(|e| retry("commit the join state", e))?;
-        core.next_seq = core
-            .next_seq
-            .saturating_add(i64::try_from(out.changes.len()).unwrap_or(i64::MAX));
-        core.dirty = false;
         let n = out.matches.len() as u64;
         metrics::counter!(m::JOIN_MATCHES).increment(n);
         count_out(SERVICE, n);
-        Ok(())
+        if out.changes.is_empty() {
+            return Ok(true);
+        }
+        let written = self
+            .store
+            .persist_join_changes(part, &out.changes, slot.next_seq, slot.version)
+            .await
+            .map_err(|e| retry("commit the join state", e))?;
+        if written {
+            slot.next_seq = slot
+                .next_seq
+                .saturating_add(i64::try_from(out.changes.len()).unwrap_or(i64::MAX));
+            slot.version += 1;
+            slot.dirty = false;
+        }
+        Ok(written)
     }
 }
 
-fn gauges(state: &JoinState) {
-    let size = state.size();
-    metrics::gauge!(m::JOIN_STATE_RECORDS).set(size.records as f64);
-    metrics::gauge!(m::JOIN_STATE_KEYS).set(size.keys as f64);
-    metrics::gauge!(m::JOIN_STATE_EMITTED).set(size.emitted as f64);
-    if let Some(st) = state.stream_time() {
+fn gauges(parts: &HashMap<i32, Part>) {
+    let (mut records, mut keys, mut emitted) = (0usize, 0usize, 0usize);
+    let mut stream_time: Option<i64> = None;
+    for p in parts.values() {
+        let size = p.state.size();
+        records += size.records;
+        keys += size.keys;
+        emitted += size.emitted;
+        stream_time = stream_time.max(p.state.stream_time());
+    }
+    metrics::gauge!(m::JOIN_STATE_RECORDS).set(records as f64);
+    metrics::gauge!(m::JOIN_STATE_KEYS).set(keys as f64);
+    metrics::gauge!(m::JOIN_STATE_EMITTED).set(emitted as f64);
+    if let Some(st) = stream_time {
+        // The most advanced part: how far event time is behind the clock.
         metrics::gauge!(m::JOIN_WATERMARK_LAG).set((now_ms() - st) as f64 / 1000.0);
     }
 }
@@ -163,11 +216,7 @@ fn gauges(state: &JoinState) {
 impl Handler for JoinHandler {
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
         count_in(SERVICE);
-        enum Side {
-            Prompt(Prompt),
-            Product(Box<Product>),
-        }
-        let side = if msg.topic == self.prompts_topic {
+        let side = if self.prompt_topics.contains(&msg.topic) {
             Side::Prompt(Prompt::parse(&msg.value).map_err(|e| reject(SERVICE, "prompt", e))?)
         } else {
             Side::Product(Box::new(
@@ -175,24 +224,69 @@ impl Handler for JoinHandler {
             ))
         };
         let t = event_time(msg);
-        let mut core = self.core.lock().await;
-        if core.dirty {
-            let reloaded = self.reload(&mut core).await;
-            self.health.track(reloaded)?;
-        }
-        let out = match side {
-            Side::Prompt(p) => core.state.on_prompt(p, t),
-            Side::Product(p) => core.state.on_product(*p, t),
-        };
-        if let Some(late) = out.late {
-            metrics::counter!(m::JOIN_LATE).increment(1);
-            tracing::debug!(topic = %msg.topic, offset = msg.offset, event_time = late.event_time_ms,
-                stream_time = late.stream_time_ms, "record later than the grace period; not joined");
-            return Ok(());
-        }
-        core.dirty = true;
-        let done = self.publish_then_persist(&mut core, out).await;
-        gauges(&core.state);
+        let part = if self.by_partition { msg.partition } else { 0 };
+        let mut parts = self.parts.lock().await;
+        let done = self.apply(&mut parts, part, side, t, msg).await;
+        gauges(&parts);
         self.health.track(done)
+    }
+}
+
+enum Side {
+    Prompt(Prompt),
+    Product(Box<Product>),
+}
+
+impl JoinHandler {
+    /// Runs one record against its part: loads the part if this replica
+    /// has no copy (or a dirty one), joins, publishes, commits; on a
+    /// conflicting commit reloads and runs it again.
+    async fn apply(
+        &self,
+        parts: &mut HashMap<i32, Part>,
+        part: i32,
+        side: Side,
+        t: i64,
+        msg: &Message,
+    ) -> Result<(), HandlerError> {
+        for _ in 0..MAX_CONFLICTS {
+            let slot = match parts.entry(part) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let loaded = self
+                        .load(part)
+                        .await
+                        .map_err(|e| retry("load the join state", e))?;
+                    tracing::info!(part, size = ?loaded.state.size(), "join state part loaded");
+                    e.insert(loaded)
+                }
+            };
+            if slot.dirty {
+                self.reload(part, slot).await?;
+            }
+            let out = match &side {
+                Side::Prompt(p) => slot.state.on_prompt(p.clone(), t),
+                Side::Product(p) => slot.state.on_product((**p).clone(), t),
+            };
+            if let Some(late) = out.late {
+                metrics::counter!(m::JOIN_LATE).increment(1);
+                tracing::debug!(topic = %msg.topic, partition = msg.partition, offset = msg.offset,
+                    event_time = late.event_time_ms, stream_time = late.stream_time_ms,
+                    "record later than the grace period; not joined");
+                return Ok(());
+            }
+            // Memory is now ahead of the table until the commit succeeds.
+            slot.dirty = true;
+            if self.publish_then_persist(part, slot, &out).await? {
+                return Ok(());
+            }
+            tracing::info!(
+                part,
+                "join state part changed by another replica; reloading"
+            );
+        }
+        Err(HandlerError::Retryable(format!(
+            "join state part {part}: {MAX_CONFLICTS} conflicting commits in a row"
+        )))
     }
 }

@@ -8,7 +8,8 @@
 //! |---|---|---|
 //! | [`control`] | `shop-filter`, `shop-api` | follows the filter's control topic from the start |
 //! | [`filter`] | `shop-filter` | `shop_products` -> filter -> `analytic_products_filtered` |
-//! | [`join`] | `shop-recommendations` | prompts x filtered products -> `personal_recom`, state in SQL |
+//! | [`repartition`] | `shop-recommendations` | prompts, filtered products -> repartition topics keyed by the join key |
+//! | [`join`] | `shop-recommendations` | prompts x filtered products -> `personal_recom`, state in SQL by partition |
 //! | [`sink`] | `shop-sink` | products, filtered products, recommendations -> tables |
 //! | [`emulator`] | `shop-emulator` | generated products -> `shop_products` |
 
@@ -16,6 +17,7 @@ pub mod control;
 pub mod emulator;
 pub mod filter;
 pub mod join;
+pub mod repartition;
 pub mod sink;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -85,6 +85,8 @@ pub struct StoredState {
     pub changes: Vec<StateChange>,
     /// The `seq` for the next change.
     pub next_seq: i64,
+    /// The part's commit version (see [`ShopStore::persist_join_changes`]).
+    pub version: i64,
 }
 
 /// The shop tables in one database. Cheap to clone.
@@ -261,67 +263,108 @@ impl ShopStore {
         })
     }
 
-    /// The stored join state: the latest change per changelog key, in the
-    /// order they were written.
+    /// The stored join state of partition `part`: the latest change per
+    /// changelog key, in the order they were written, and the part's
+    /// commit version (created at 0 for a new part).
     ///
     /// # Errors
     /// [`StoreError::Sql`], [`StoreError::Corrupt`].
-    pub async fn load_join_state(&self) -> Result<StoredState> {
-        let rows: Vec<(i64, String)> = on_pool!(&self.pool, pool => {
-            sqlx::query_as("SELECT seq, change FROM shop_join_state ORDER BY seq")
-                .fetch_all(pool)
-                .await?
+    pub async fn load_join_state(&self, part: i32) -> Result<StoredState> {
+        let (rows, version): (Vec<(i64, String)>, i64) = on_pool!(&self.pool, pool => {
+            let mut s = Stmt::new("INSERT INTO shop_join_versions (part, version) VALUES ");
+            s.list([Arg::I32(Some(part)), Arg::I64(Some(0))]);
+            s.push(" ON CONFLICT (part) DO NOTHING");
+            bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(pool).await?;
+            let mut s = Stmt::new("SELECT seq, change FROM shop_join_state WHERE part = ");
+            s.arg(Arg::I32(Some(part)));
+            s.push(" ORDER BY seq");
+            let rows = bind_args!(sqlx::query_as(s.sql_for(pool)), s.args).fetch_all(pool).await?;
+            let mut s = Stmt::new("SELECT version FROM shop_join_versions WHERE part = ");
+            s.arg(Arg::I32(Some(part)));
+            let (version,): (i64,) = bind_args!(sqlx::query_as(s.sql_for(pool)), s.args)
+                .fetch_one(pool)
+                .await?;
+            (rows, version)
         });
         let next_seq = rows.last().map_or(0, |(s, _)| s + 1);
         let changes = rows
             .iter()
             .map(|(_, c)| serde_json::from_str(c).map_err(|e| StoreError::Corrupt(e.to_string())))
             .collect::<Result<_>>()?;
-        Ok(StoredState { changes, next_seq })
+        Ok(StoredState {
+            changes,
+            next_seq,
+            version,
+        })
     }
 
-    /// Persists `changes` in one transaction, numbered from `first_seq`:
-    /// a put replaces the row of its changelog key, an evict deletes it.
+    /// Persists `changes` of partition `part` in one transaction, numbered
+    /// from `first_seq`: a put replaces the row of its changelog key, an
+    /// evict deletes it. The commit is conditional on the part still being
+    /// at `version` (what this replica loaded or last committed): `Ok(false)`
+    /// and nothing written when another writer committed the part meanwhile,
+    /// `Ok(true)` when written (the part is then at `version + 1`).
     ///
     /// # Errors
     /// [`StoreError::Sql`] (nothing is written then).
     pub async fn persist_join_changes(
         &self,
+        part: i32,
         changes: &[StateChange],
         first_seq: i64,
-    ) -> Result<()> {
+        version: i64,
+    ) -> Result<bool> {
         if changes.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
+        let part_arg = || Arg::I32(Some(part));
+        let mut claim =
+            Stmt::new("UPDATE shop_join_versions SET version = version + 1 WHERE part = ");
+        claim.arg(part_arg());
+        claim.push(" AND version = ");
+        claim.arg(Arg::I64(Some(version)));
         let mut stmts = Vec::with_capacity(changes.len());
         for (i, c) in changes.iter().enumerate() {
             let key = c.changelog_key();
             let s = if c.is_tombstone() {
-                let mut s = Stmt::new("DELETE FROM shop_join_state WHERE entry_key = ");
+                let mut s = Stmt::new("DELETE FROM shop_join_state WHERE part = ");
+                s.arg(part_arg());
+                s.push(" AND entry_key = ");
                 s.arg(Arg::Text(Some(key)));
                 s
             } else {
                 let seq = first_seq.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
                 let mut s =
-                    Stmt::new("INSERT INTO shop_join_state (entry_key, seq, change) VALUES ");
+                    Stmt::new("INSERT INTO shop_join_state (part, entry_key, seq, change) VALUES ");
                 s.list([
+                    part_arg(),
                     Arg::Text(Some(key)),
                     Arg::I64(Some(seq)),
                     Arg::Text(Some(json(c)?)),
                 ]);
-                s.push(" ON CONFLICT (entry_key) DO UPDATE SET seq = excluded.seq, change = excluded.change");
+                s.push(" ON CONFLICT (part, entry_key) DO UPDATE SET seq = excluded.seq, change = excluded.change");
                 s
             };
             stmts.push(s);
         }
-        on_pool!(&self.pool, pool => {
+        let written = on_pool!(&self.pool, pool => {
             let mut tx = pool.begin_write().await?;
-            for s in &stmts {
-                bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(&mut *tx).await?;
+            let claimed = bind_args!(sqlx::query(claim.sql_for(pool)), claim.args)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if claimed == 1 {
+                for s in &stmts {
+                    bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                true
+            } else {
+                tx.rollback().await?;
+                false
             }
-            tx.commit().await?;
         });
-        Ok(())
+        Ok(written)
     }
 }
 
