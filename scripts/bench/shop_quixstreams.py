@@ -16,7 +16,9 @@ Run by: tributary bench shop --kafka kafka://HOST:PORT --quix-python VENV/bin/py
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 import time
 
 from quixstreams import Application
@@ -50,10 +52,13 @@ def main():
     p.add_argument("--needle", required=True)
     args = p.parse_args()
 
+    # Stateless, but quixstreams still opens a state directory: keep it out of the cwd.
+    state_dir = tempfile.mkdtemp(prefix="bench-shop-quix-")
     app = Application(
         broker_address=args.broker,
         consumer_group=args.group,
         auto_offset_reset="earliest",
+        state_dir=state_dir,
         processing_guarantee="at-least-once",
         loglevel="WARNING",
     )
@@ -78,6 +83,7 @@ def main():
     started = time.monotonic()
     app.run()
     ended = time.monotonic()
+    shutil.rmtree(state_dir, ignore_errors=True)
     json.dump(
         {"seconds": ended - started, "emitted": seen["emitted"], "consumed": seen["n"]},
         sys.stdout,

@@ -22,7 +22,7 @@
 //! pass as a figure.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -33,9 +33,7 @@ use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 use tributary_bus::runner::{self, Handler, HandlerError, RunnerConfig};
 use tributary_bus::{Bus, BusConfig, ConsumerOptions, Message, Record, StartFrom};
-use tributary_shop::domain::{
-    Emulator, FilterSpec, JoinConfig, Product, Prompt, SplitMix64,
-};
+use tributary_shop::domain::{Emulator, FilterSpec, JoinConfig, Product, Prompt, SplitMix64};
 use tributary_shop::pipeline::control::{replica_id, ControlView, Follower, FILTER_KEY};
 use tributary_shop::pipeline::filter::FilterHandler;
 use tributary_shop::pipeline::join::JoinHandler;
@@ -132,7 +130,15 @@ pub async fn shop(args: ShopBenchArgs) -> anyhow::Result<()> {
         let bus = tributary_bus::connect(kafka, &BusConfig::default()).await?;
         let input = unique("bench-shop-in");
         bus.create_topic(&input, args.partitions).await?;
-        feed(&bus, values.iter().map(|(k, v)| Record::new(&input, k.clone(), v.clone())), values.len() as u64, "feed the products topic").await?;
+        feed(
+            &bus,
+            values
+                .iter()
+                .map(|(k, v)| Record::new(&input, k.clone(), v.clone())),
+            values.len() as u64,
+            "feed the products topic",
+        )
+        .await?;
 
         let r = crate::bench_docs::raw_passthrough(kafka, &input, values.len() as u64).await?;
         let a = Run {
@@ -154,7 +160,16 @@ pub async fn shop(args: ShopBenchArgs) -> anyhow::Result<()> {
         ours = Some(b);
 
         if let Some(python) = &args.quix_python {
-            let c = quixstreams(python, &args.quix_script, &bus, kafka, &input, &passing, &args).await?;
+            let c = quixstreams(
+                python,
+                &args.quix_script,
+                &bus,
+                kafka,
+                &input,
+                &passing,
+                &args,
+            )
+            .await?;
             c.print();
             if !c.correct {
                 wrong.push(c.name);
@@ -442,7 +457,11 @@ fn check(ids: &[String], want: &HashSet<String>) -> (String, bool) {
 }
 
 /// Starts a filter replica's control-topic follower and returns its view.
-async fn follower(bus: &Bus, control: &str, stop: &CancellationToken) -> anyhow::Result<ControlView> {
+async fn follower(
+    bus: &Bus,
+    control: &str,
+    stop: &CancellationToken,
+) -> anyhow::Result<ControlView> {
     let view = ControlView::default();
     Follower {
         bus: bus.clone(),
@@ -483,10 +502,16 @@ async fn filter_ours(
         ))
         .await
         .context("write the filter to the control topic")?;
-    if !view.wait_applied(delivery.offset, Duration::from_secs(10)).await {
+    if !view
+        .wait_applied(delivery.offset, Duration::from_secs(10))
+        .await
+    {
         bail!("the filter replica did not apply the filter within 10 s");
     }
-    anyhow::ensure!(view.snapshot().spec == spec, "the replica applied another filter");
+    anyhow::ensure!(
+        view.snapshot().spec == spec,
+        "the replica applied another filter"
+    );
     let handler = Arc::new(Counted::new(
         FilterHandler::new(
             bus.clone(),
@@ -528,8 +553,8 @@ async fn filter_ours(
 /// (c) quixstreams, as a child process; its script prints one JSON object
 /// with `seconds` (first poll to the last output flushed) and `emitted`.
 async fn quixstreams(
-    python: &PathBuf,
-    script: &PathBuf,
+    python: &Path,
+    script: &Path,
     bus: &Bus,
     kafka: &str,
     input: &str,
@@ -630,7 +655,10 @@ async fn latency(bus: &Bus, control: &str, args: &ShopBenchArgs) -> anyhow::Resu
                     () = stop.cancelled() => break,
                     m = consumer.recv() => m,
                 };
-                let Ok(m) = m else { continue };
+                let Ok(m) = m else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
                 let at = Instant::now();
                 let t0 = sent_at.lock().ok().and_then(|mut s| s.remove(&key_of(&m)));
                 if let Some(t0) = t0 {
@@ -664,8 +692,8 @@ async fn latency(bus: &Bus, control: &str, args: &ShopBenchArgs) -> anyhow::Resu
         let p = std::iter::repeat_with(&mut next)
             .find(|p| passes(&p.name, &args.filter))
             .context("no product passes the filter")?;
-        send(&p).await?;
         let notified = seen.notified();
+        send(&p).await?;
         if tokio::time::timeout(Duration::from_millis(500), notified)
             .await
             .is_ok()
@@ -731,7 +759,10 @@ fn print_latency(l: &Latency, ours: Option<&Run>) {
     let s = sorted(&l.samples);
     let show = |q| percentile(&s, q).map_or_else(|| "-".to_owned(), |d| format!("{:.1} ms", ms(d)));
     let load = ours.map_or_else(String::new, |b| {
-        format!(" ({:.0}% of b)'s rate)", 100.0 * f64::from(l.rate) / b.rate())
+        format!(
+            " ({:.0}% of b)'s rate)",
+            100.0 * f64::from(l.rate) / b.rate()
+        )
     });
     println!(
         "{:<44} {:>9} records at {} records/s{load}: produce->output p50 {} p99 {} max {} \
@@ -813,10 +844,18 @@ async fn join_run(args: &ShopBenchArgs, bus_url: &str, sql_url: &str) -> anyhow:
     }
     let mut records = Vec::with_capacity(n as usize);
     for p in &products {
-        records.push(Record::new(&filtered, p.product_id.clone(), serde_json::to_vec(p)?));
+        records.push(Record::new(
+            &filtered,
+            p.product_id.clone(),
+            serde_json::to_vec(p)?,
+        ));
     }
     for p in &prompts {
-        records.push(Record::new(&prompts_topic, p.id.to_string(), serde_json::to_vec(p)?));
+        records.push(Record::new(
+            &prompts_topic,
+            p.id.to_string(),
+            serde_json::to_vec(p)?,
+        ));
     }
     drop(products);
     drop(prompts);
@@ -914,7 +953,8 @@ mod tests {
         assert!(passes("Apple iPhone 15 Pro", "IPHONE"));
         assert!(passes("Apple iPhone 15 Pro", ""));
         assert!(!passes("Google Pixel 9", "iphone"));
-        let f = tributary_shop::domain::Filter::compile(&FilterSpec::substring("iphone", 0)).unwrap();
+        let f =
+            tributary_shop::domain::Filter::compile(&FilterSpec::substring("iphone", 0)).unwrap();
         for name in Emulator::catalogue() {
             assert_eq!(passes(&name, "iphone"), f.matches(&name), "{name}");
         }
