@@ -639,7 +639,7 @@ async fn latency(bus: &Bus, control: &str, args: &ShopBenchArgs) -> anyhow::Resu
     let mut consumer = bus
         .subscribe(
             &unique("bench-shop-lat-out"),
-            &[output.clone()],
+            std::slice::from_ref(&output),
             ConsumerOptions {
                 start_from: StartFrom::Earliest,
                 ..ConsumerOptions::default()
@@ -690,8 +690,9 @@ async fn latency(bus: &Bus, control: &str, args: &ShopBenchArgs) -> anyhow::Resu
     let warm = Instant::now();
     loop {
         let p = std::iter::repeat_with(&mut next)
+            .take(1_000_000)
             .find(|p| passes(&p.name, &args.filter))
-            .context("no product passes the filter")?;
+            .context("latency run: no product passes the filter")?;
         let notified = seen.notified();
         send(&p).await?;
         if tokio::time::timeout(Duration::from_millis(500), notified)
