@@ -33,7 +33,9 @@ use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 use tributary_bus::runner::{self, Handler, HandlerError, RunnerConfig};
 use tributary_bus::{Bus, BusConfig, ConsumerOptions, Message, Record, StartFrom};
-use tributary_shop::domain::{Emulator, FilterSpec, JoinConfig, Product, Prompt, SplitMix64};
+use tributary_shop::domain::{
+    Emulator, FilterSpec, JoinConfig, JoinState, Product, Prompt, SplitMix64,
+};
 use tributary_shop::pipeline::control::{replica_id, ControlView, Follower, FILTER_KEY};
 use tributary_shop::pipeline::filter::FilterHandler;
 use tributary_shop::pipeline::join::JoinHandler;
@@ -859,8 +861,31 @@ async fn join_run(args: &ShopBenchArgs, bus_url: &str, sql_url: &str) -> anyhow:
             serde_json::to_vec(p)?,
         ));
     }
-    drop(products);
-    drop(prompts);
+    // The domain's state machine alone, in memory: the floor of d) without
+    // the bus and the SQL state, and a second check of the expected count.
+    let t = tributary_shop::pipeline::now_ms();
+    let started = Instant::now();
+    let mut state = JoinState::new(JoinConfig::default());
+    let mut in_memory = 0u64;
+    for p in products {
+        in_memory += state.on_product(p, t).matches.len() as u64;
+    }
+    for p in prompts {
+        in_memory += state.on_prompt(p, t).matches.len() as u64;
+    }
+    let d0 = Run {
+        name: "d0) join state machine alone, in memory",
+        records: n,
+        seconds: started.elapsed().as_secs_f64(),
+        note: if in_memory == want {
+            format!("{in_memory} matches = products x prompts per name (the floor of d)")
+        } else {
+            format!("WRONG: {in_memory} matches, want {want}")
+        },
+        correct: in_memory == want,
+    };
+    d0.print();
+    drop(state);
     feed(&bus, records.into_iter(), n, "feed prompts and products").await?;
 
     let stop = CancellationToken::new();
@@ -900,7 +925,8 @@ async fn join_run(args: &ShopBenchArgs, bus_url: &str, sql_url: &str) -> anyhow:
     .await?;
     let distinct_keys: HashSet<&String> = keys.iter().collect();
     let rejected = handler.rejected.load(Ordering::Relaxed);
-    let correct = keys.len() == want_n && distinct_keys.len() == want_n && rejected == 0;
+    let correct =
+        keys.len() == want_n && distinct_keys.len() == want_n && rejected == 0 && d0.correct;
     let note = if correct {
         format!(
             "{} matches out = products x prompts per name, each pair once",
