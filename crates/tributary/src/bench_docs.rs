@@ -40,10 +40,10 @@ use crate::bench::{bar, tempdir, unique};
 use crate::cli::DocsBenchArgs;
 
 /// One measured run: updates in, seconds from start to done.
-struct Run {
+pub(crate) struct Run {
     name: &'static str,
     updates: u64,
-    seconds: f64,
+    pub(crate) seconds: f64,
     note: String,
 }
 
@@ -223,7 +223,7 @@ async fn feed(
 }
 
 /// (a) rdkafka consume -> produce, every record as it is.
-async fn raw_passthrough(kafka: &str, input: &str, n: u64) -> anyhow::Result<Run> {
+pub(crate) async fn raw_passthrough(kafka: &str, input: &str, n: u64) -> anyhow::Result<Run> {
     let brokers = tributary_bus::kafka::parse_brokers(kafka)?;
     let output = unique("bench-docs-raw-out");
     let bus = tributary_bus::connect(kafka, &BusConfig::default()).await?;

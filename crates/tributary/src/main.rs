@@ -8,6 +8,7 @@
 mod bench;
 mod bench_docs;
 mod bench_imports;
+mod bench_shop;
 mod cli;
 mod run;
 mod systems;

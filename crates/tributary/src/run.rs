@@ -137,6 +137,10 @@ async fn builtin(cli: Cli, systems: Vec<System>) -> anyhow::Result<()> {
             let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
             crate::bench_imports::imports(*args).await
         }
+        Command::Bench(BenchCommand::Shop(args)) => {
+            let _guard = telemetry::init(&settings.telemetry, Vec::new())?;
+            crate::bench_shop::shop(args).await
+        }
     }
 }
 
