@@ -41,6 +41,11 @@ pub struct KafkaConfig {
     pub delivery_timeout_ms: u32,
     /// Producer batching delay.
     pub linger_ms: u32,
+    /// Longest a consumer's fetch waits for data (librdkafka
+    /// `fetch.wait.max.ms`). Kafka answers a fetch as soon as data arrives;
+    /// some Kafka-protocol brokers (tansu) hold every fetch this long, which
+    /// then bounds each hop's latency, so the default is low.
+    pub fetch_wait_max_ms: u32,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`).
     pub options: BTreeMap<String, String>,
 }
@@ -57,6 +62,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("idempotence", &self.idempotence)
             .field("delivery_timeout_ms", &self.delivery_timeout_ms)
             .field("linger_ms", &self.linger_ms)
+            .field("fetch_wait_max_ms", &self.fetch_wait_max_ms)
             .field("options", &options)
             .finish()
     }
@@ -69,6 +75,7 @@ impl Default for KafkaConfig {
             idempotence: true,
             delivery_timeout_ms: 120_000,
             linger_ms: 5,
+            fetch_wait_max_ms: 10,
             options: BTreeMap::new(),
         }
     }
@@ -345,6 +352,10 @@ impl EventBus for KafkaBus {
             .set("enable.partition.eof", "false")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
+            .set(
+                "fetch.wait.max.ms",
+                self.config.fetch_wait_max_ms.max(1).to_string(),
+            )
             .set(
                 "auto.offset.reset",
                 match options.start_from {
