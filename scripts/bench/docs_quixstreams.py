@@ -22,23 +22,8 @@ import sys
 import time
 
 from quixstreams import Application
-from quixstreams.models.topics.manager import TopicManager
 
-# tansu answers DescribeConfigs without "retention.ms"; quixstreams reads
-# "retention.bytes" with a default (for Kafka-like platforms) but indexes
-# "retention.ms" directly when it derives the changelog topic's config.
-# Default it the same way (-1 = infinite, Kafka's meaning) before deriving.
-_derive = TopicManager.derive_topic_config.__func__
-
-
-def _derive_with_defaults(cls, topics):
-    for t in topics:
-        if t.broker_config is not None:
-            t.broker_config.extra_config.setdefault("retention.ms", "-1")
-    return _derive(cls, topics)
-
-
-TopicManager.derive_topic_config = classmethod(_derive_with_defaults)
+import quix_tansu  # noqa: F401  (tansu workaround, see the module)
 
 
 def first_known(d):

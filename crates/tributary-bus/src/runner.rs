@@ -9,6 +9,17 @@
 //! - [`HandlerError::Permanent`] — the message goes to `<topic>.dlq` with the
 //!   error and its origin in headers, then the partition moves on.
 //!
+//! A handler may also issue its side effect and hand back its completion
+//! instead of waiting for it ([`Handler::handle_deferred`], e.g. a produce
+//! whose delivery report is still on its way): the runner goes on with the
+//! next messages, up to [`RunnerConfig::max_in_flight`] incomplete, and
+//! stores offsets strictly in message order as completions arrive, so an
+//! offset is still stored only after its side effect and every earlier
+//! one is durable. A completion that fails rewinds: the runner waits for
+//! the rest, closes the consumer (committing only what completed) and
+//! subscribes again after a backoff, so the failed message and everything
+//! after it are delivered again.
+//!
 //! Every [`LAG_INTERVAL`] the runner asks the consumer for its lag (in a task
 //! of its own, beside the consume loop; a handler busy retrying delays the
 //! next refresh) and sets [`CONSUMER_LAG`].
@@ -70,11 +81,25 @@ pub enum HandlerError {
     Permanent(String),
 }
 
+/// The completion of a side effect a handler issued without waiting for it
+/// ([`Handler::handle_deferred`]).
+pub type Ack = futures::future::BoxFuture<'static, Result<(), HandlerError>>;
+
 /// Processes one message at a time. Must be idempotent.
 #[async_trait::async_trait]
 pub trait Handler: Send + Sync {
     /// Handles `message`; see [`HandlerError`] for the error contract.
     async fn handle(&self, message: &Message) -> Result<(), HandlerError>;
+
+    /// Like [`Handler::handle`], but may return the completion of a side
+    /// effect it issued (in message order) instead of waiting for it; the
+    /// runner stores the offset once it and every earlier one resolved
+    /// `Ok` (see the module docs). Errors returned here, before any
+    /// completion, follow [`HandlerError`]'s contract. Default: `handle`,
+    /// nothing left pending.
+    async fn handle_deferred(&self, message: &Message) -> Result<Option<Ack>, HandlerError> {
+        self.handle(message).await.map(|()| None)
+    }
 }
 
 /// Retry policy.
@@ -116,6 +141,9 @@ pub struct RunnerConfig {
     pub backoff: Backoff,
     /// Consumer options.
     pub consumer: ConsumerOptions,
+    /// Most messages whose deferred completion is still outstanding
+    /// ([`Handler::handle_deferred`]); the runner waits before taking more.
+    pub max_in_flight: usize,
 }
 
 impl RunnerConfig {
@@ -126,6 +154,7 @@ impl RunnerConfig {
             topics: topics.iter().map(ToString::to_string).collect(),
             backoff: Backoff::default(),
             consumer: ConsumerOptions::default(),
+            max_in_flight: 1024,
         }
     }
 }
@@ -144,14 +173,81 @@ pub async fn run(
     for t in &config.topics {
         bus.create_topic(&format!("{t}{DLQ_SUFFIX}"), 1).await?;
     }
-    let mut consumer = bus
-        .subscribe(&config.group, &config.topics, config.consumer.clone())
-        .await?;
-    tracing::info!(group = %config.group, topics = ?config.topics, bus = %bus.describe(), "consumer started");
-    let result = consume(&bus, &config, &*handler, &mut *consumer, &shutdown).await;
-    let closed = consumer.close().await;
-    tracing::info!(group = %config.group, "consumer stopped; offsets committed");
-    result.and(closed)
+    let mut rewinds: u32 = 0;
+    loop {
+        let mut consumer = bus
+            .subscribe(&config.group, &config.topics, config.consumer.clone())
+            .await?;
+        tracing::info!(group = %config.group, topics = ?config.topics, bus = %bus.describe(), "consumer started");
+        let result = consume(&bus, &config, &*handler, &mut *consumer, &shutdown).await;
+        let closed = consumer.close().await;
+        tracing::info!(group = %config.group, "consumer stopped; offsets committed");
+        match result {
+            Ok(Flow::Rewind) if !shutdown.is_cancelled() => {
+                closed?;
+                let delay = config.backoff.delay(rewinds);
+                rewinds = rewinds.saturating_add(1);
+                tracing::warn!(group = %config.group, ?delay, "a deferred side effect failed; resubscribing to redeliver from the last stored offset");
+                tokio::select! {
+                    () = shutdown.cancelled() => return Ok(()),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Ok(_) => return closed,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How [`consume`] ended.
+enum Flow {
+    /// Shutdown.
+    Stop,
+    /// A deferred completion failed: subscribe again.
+    Rewind,
+}
+
+/// A message whose offset waits for its completion (and its predecessors').
+type Pending = futures::future::BoxFuture<'static, (Message, Result<(), HandlerError>)>;
+
+/// Waits for the outstanding completions in order, storing each offset
+/// until the first failure (none when `ok` is false already: an earlier
+/// one failed); returns false when one failed (the rest are awaited too,
+/// their offsets not stored).
+async fn drain(
+    consumer: &mut dyn Consumer,
+    pending: &mut futures::stream::FuturesOrdered<Pending>,
+    mut ok: bool,
+) -> bool {
+    use futures::StreamExt as _;
+    while let Some((message, result)) = pending.next().await {
+        if ok {
+            ok = settle(consumer, &message, result);
+        }
+    }
+    ok
+}
+
+/// Stores `message`'s offset if its completion succeeded; false if not.
+fn settle(
+    consumer: &mut dyn Consumer,
+    message: &Message,
+    result: Result<(), HandlerError>,
+) -> bool {
+    match result {
+        Ok(()) => {
+            if let Err(e) = consumer.store(message) {
+                // The partition may have been revoked meanwhile: its new
+                // owner starts from the last committed offset.
+                tracing::debug!(topic = %message.topic, partition = message.partition, offset = message.offset, error = %e, "offset of a completed message not stored");
+            }
+            true
+        }
+        Err(e) => {
+            tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset, error = %e, "deferred side effect failed");
+            false
+        }
+    }
 }
 
 /// Metric handles of one topic, looked up once instead of per message.
@@ -180,7 +276,11 @@ async fn consume(
     handler: &dyn Handler,
     consumer: &mut dyn Consumer,
     shutdown: &CancellationToken,
-) -> Result<()> {
+) -> Result<Flow> {
+    use futures::StreamExt as _;
+    let mut pending: futures::stream::FuturesOrdered<Pending> =
+        futures::stream::FuturesOrdered::new();
+    let max_in_flight = config.max_in_flight.max(1);
     let mut per_topic: std::collections::HashMap<String, TopicMetrics> =
         std::collections::HashMap::new();
     let mut lag = LagGauges::new(&config.group);
@@ -194,7 +294,16 @@ async fn consume(
                 if let Some(task) = asking.take() {
                     task.abort();
                 }
-                return Ok(());
+                drain(consumer, &mut pending, true).await;
+                return Ok(Flow::Stop);
+            }
+            Some((done, result)) = pending.next(), if !pending.is_empty() => {
+                if !settle(consumer, &done, result) {
+                    // Nothing after the failed one may be stored.
+                    drain(consumer, &mut pending, false).await;
+                    return Ok(Flow::Rewind);
+                }
+                continue;
             }
             Some(answer) = async { Some(asking.as_mut()?.await) }, if asking.is_some() => {
                 asking = None;
@@ -209,7 +318,7 @@ async fn consume(
                 asking = Some(tokio::spawn(consumer.lag()));
                 continue;
             }
-            m = consumer.recv() => m?,
+            m = consumer.recv(), if pending.len() < max_in_flight => m?,
         };
         if !per_topic.contains_key(&message.topic) {
             per_topic.insert(message.topic.clone(), TopicMetrics::new(&message.topic));
@@ -217,11 +326,19 @@ async fn consume(
         let Some(m) = per_topic.get(&message.topic) else {
             continue;
         };
-        if process(bus, config, handler, &message, m, shutdown).await {
-            consumer.store(&message)?;
-        } else {
-            // Shutdown interrupted a retry: leave the offset for redelivery.
-            return Ok(());
+        match process(bus, config, handler, &message, m, shutdown).await {
+            Done::Now if pending.is_empty() => consumer.store(&message)?,
+            // Behind outstanding completions: stored in its turn.
+            Done::Now => pending.push_back(Box::pin(async move { (message, Ok(())) })),
+            Done::Later(ack) => pending.push_back(Box::pin(async move {
+                let result = ack.await;
+                (message, result)
+            })),
+            Done::Stopped => {
+                // Shutdown interrupted a retry: leave the offset for redelivery.
+                drain(consumer, &mut pending, true).await;
+                return Ok(Flow::Stop);
+            }
         }
     }
 }
@@ -261,7 +378,17 @@ impl LagGauges {
     }
 }
 
-/// Returns true when the message is done with (handled or dead-lettered).
+/// What [`process`] did with a message.
+enum Done {
+    /// Handled or dead-lettered: durable now.
+    Now,
+    /// Handled; durable when this resolves.
+    Later(Ack),
+    /// Shutdown interrupted it.
+    Stopped,
+}
+
+/// Handles one message (retrying, dead-lettering) until it is done with.
 #[tracing::instrument(
     name = "consume",
     level = "debug",
@@ -275,16 +402,20 @@ async fn process(
     message: &Message,
     metrics: &TopicMetrics,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Done {
     let started = Instant::now();
     let mut attempt: u32 = 0;
+    let mut later = None;
     let outcome = loop {
-        match handler.handle(message).await {
-            Ok(()) => break &metrics.ok,
+        match handler.handle_deferred(message).await {
+            Ok(ack) => {
+                later = ack;
+                break &metrics.ok;
+            }
             Err(HandlerError::Permanent(reason)) => {
                 tracing::warn!(%reason, "permanent failure; dead-lettering");
                 if !dead_letter(bus, config, message, &reason, shutdown).await {
-                    return false;
+                    return Done::Stopped;
                 }
                 break &metrics.dead_letter;
             }
@@ -295,14 +426,14 @@ async fn process(
                     tracing::warn!(%reason, attempt, "retries exhausted; dead-lettering");
                     let reason = format!("retries exhausted after {attempt} attempts: {reason}");
                     if !dead_letter(bus, config, message, &reason, shutdown).await {
-                        return false;
+                        return Done::Stopped;
                     }
                     break &metrics.dead_letter;
                 }
                 let delay = config.backoff.delay(attempt - 1);
                 tracing::warn!(%reason, attempt, ?delay, "retryable failure; partition waits");
                 tokio::select! {
-                    () = shutdown.cancelled() => return false,
+                    () = shutdown.cancelled() => return Done::Stopped,
                     () = tokio::time::sleep(delay) => {}
                 }
             }
@@ -310,7 +441,7 @@ async fn process(
     };
     outcome.increment(1);
     metrics.seconds.record(started.elapsed().as_secs_f64());
-    true
+    later.map_or(Done::Now, Done::Later)
 }
 
 /// Publishes `message` to its dead-letter topic, retrying until it is durable

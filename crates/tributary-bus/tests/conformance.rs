@@ -452,6 +452,109 @@ async fn retry_then_dead_letter(h: Harness) {
     c.close().await.expect("close");
 }
 
+/// Completes each message later than it was handed out (out of order
+/// across messages), failing the completion of "fail-once" the first time.
+#[derive(Default)]
+struct Deferring {
+    completed: Arc<Mutex<HashMap<String, u32>>>,
+    failed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Deferring {
+    async fn handle(&self, m: &Message) -> Result<(), HandlerError> {
+        match self.handle_deferred(m).await? {
+            Some(ack) => ack.await,
+            None => Ok(()),
+        }
+    }
+
+    async fn handle_deferred(&self, m: &Message) -> Result<Option<runner::Ack>, HandlerError> {
+        let v = String::from_utf8_lossy(&m.value).into_owned();
+        // Later messages often complete first: 0..=19 ms, by a hash of the offset.
+        let delay = Duration::from_millis(((m.offset * 7919) % 20) as u64);
+        let completed = self.completed.clone();
+        let failed = self.failed.clone();
+        Ok(Some(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            if v == "fail-once" && !failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return Err(HandlerError::Retryable("delivery failed".into()));
+            }
+            *completed.lock().expect("lock").entry(v).or_default() += 1;
+            Ok(())
+        })))
+    }
+}
+
+// Proves deferred completions (a handler that hands back its side effect's completion) keep
+// the at-least-once contract: a failed completion rewinds, so it and what came after it are
+// delivered again; every message completes; on shutdown the group has committed past all of
+// them (a new member gets nothing), although completions arrived out of order.
+async fn deferred_completions_commit_in_order(h: Harness) {
+    let bus = h.open().await;
+    let t = topic(&bus, 2).await;
+    let group = unique("g");
+    let mut values: Vec<String> = (0..200).map(|i| format!("m{i}")).collect();
+    values[77] = "fail-once".into();
+    send_all(
+        &bus,
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Record::new(&t, format!("k{}", i % 5), v.clone()))
+            .collect(),
+    )
+    .await;
+    let handler = Arc::new(Deferring::default());
+    let shutdown = CancellationToken::new();
+    let mut cfg = RunnerConfig::new(group.clone(), &[t.as_str()]);
+    cfg.backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+        max_retries: None,
+    };
+    cfg.consumer = options();
+    cfg.max_in_flight = 32;
+    let task = tokio::spawn(runner::run(
+        bus.clone(),
+        cfg,
+        handler.clone(),
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + h.patience() + Duration::from_secs(30);
+    loop {
+        let done = handler.completed.lock().expect("lock").len();
+        if done == values.len() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{done} of {} messages completed",
+            values.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shutdown.cancel();
+    task.await.expect("join").expect("runner");
+    assert!(handler.failed.load(std::sync::atomic::Ordering::SeqCst));
+    let completed = handler.completed.lock().expect("lock").clone();
+    assert_eq!(
+        completed["fail-once"], 1,
+        "completed once, after its rewind"
+    );
+
+    let mut c = bus
+        .subscribe(&group, std::slice::from_ref(&t), options())
+        .await
+        .expect("subscribe");
+    let quiet = match h {
+        Harness::Embedded(_) => Duration::from_secs(1),
+        Harness::Kafka(_) => Duration::from_secs(15),
+    };
+    assert_quiet(&mut *c, quiet).await;
+    c.close().await.expect("close");
+}
+
 // Proves a topic can be declared compacted, idempotently, on every adapter: it takes keyed
 // records and tombstones (an empty value, read back empty with its key), and on Kafka the
 // topic carries cleanup.policy=compact. (When compaction runs is the backend's business;
@@ -600,6 +703,7 @@ conformance!(
     uncommitted_messages_are_redelivered,
     members_split_partitions,
     retry_then_dead_letter,
+    deferred_completions_commit_in_order,
     compacted_topics,
     lag_counts_unprocessed_records,
 );

@@ -270,3 +270,36 @@ async fn through_port(
         n: args.messages,
     })
 }
+
+/// Sends `records` (not timed), `n` of them, at most 50,000 in flight.
+pub(crate) async fn feed(
+    bus: &Bus,
+    records: impl Iterator<Item = Record>,
+    n: u64,
+    label: &str,
+) -> anyhow::Result<()> {
+    let pb = bar(n, label);
+    let started = Instant::now();
+    let mut inflight = FuturesUnordered::new();
+    for rec in records {
+        inflight.push(bus.send(rec));
+        while inflight.len() >= 50_000 {
+            if let Some(r) = inflight.next().await {
+                r?;
+                pb.inc(1);
+            }
+        }
+    }
+    while let Some(r) = inflight.next().await {
+        r?;
+        pb.inc(1);
+    }
+    bus.flush(Duration::from_secs(60)).await?;
+    pb.finish_and_clear();
+    println!(
+        "{label}: {n} records to {} in {:.1} s",
+        bus.describe(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

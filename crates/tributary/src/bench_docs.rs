@@ -195,31 +195,10 @@ async fn feed(
 ) -> anyhow::Result<()> {
     let bus = tributary_bus::connect(url, &BusConfig::default()).await?;
     bus.create_topic(topic, partitions).await?;
-    let pb = bar(values.len() as u64, "feed the input topic");
-    let started = Instant::now();
-    let mut inflight = FuturesUnordered::new();
-    for (key, value) in values {
-        inflight.push(bus.send(Record::new(topic, key.clone(), value.clone())));
-        while inflight.len() >= 50_000 {
-            if let Some(r) = inflight.next().await {
-                r?;
-                pb.inc(1);
-            }
-        }
-    }
-    while let Some(r) = inflight.next().await {
-        r?;
-        pb.inc(1);
-    }
-    bus.flush(Duration::from_secs(60)).await?;
-    pb.finish_and_clear();
-    println!(
-        "fed {} updates to {} in {:.1} s",
-        values.len(),
-        bus.describe(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    let records = values
+        .iter()
+        .map(|(key, value)| Record::new(topic, key.clone(), value.clone()));
+    crate::bench::feed(&bus, records, values.len() as u64, "feed the input topic").await
 }
 
 /// (a) rdkafka consume -> produce, every record as it is.

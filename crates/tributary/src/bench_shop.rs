@@ -28,10 +28,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use futures::stream::{FuturesUnordered, StreamExt};
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
-use tributary_bus::runner::{self, Handler, HandlerError, RunnerConfig};
+use tributary_bus::runner::{self, Ack, Handler, HandlerError, RunnerConfig};
 use tributary_bus::{Bus, BusConfig, ConsumerOptions, Message, Record, StartFrom};
 use tributary_shop::domain::{
     Emulator, FilterSpec, JoinConfig, JoinState, Product, Prompt, SplitMix64,
@@ -44,7 +43,7 @@ use tributary_shop::settings::ShopSettings;
 use tributary_shop::store::ShopStore;
 use tributary_storage::{Database, SqlConfig};
 
-use crate::bench::{bar, tempdir, unique};
+use crate::bench::{bar, feed, tempdir, unique};
 use crate::cli::ShopBenchArgs;
 
 /// The targets.
@@ -129,7 +128,13 @@ pub async fn shop(args: ShopBenchArgs) -> anyhow::Result<()> {
     let mut lat = None;
     let mut wrong = Vec::new();
     if let Some(kafka) = &args.kafka {
-        let bus = tributary_bus::connect(kafka, &BusConfig::default()).await?;
+        let mut config = BusConfig::default();
+        config.kafka.fetch_wait_max_ms = args.fetch_wait_ms;
+        println!(
+            "our Kafka consumers: fetch.wait.max.ms = {} (bus.kafka.fetch_wait_max_ms)",
+            args.fetch_wait_ms
+        );
+        let bus = tributary_bus::connect(kafka, &config).await?;
         let input = unique("bench-shop-in");
         bus.create_topic(&input, args.partitions).await?;
         feed(
@@ -316,47 +321,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Sends `records` (not timed), `n` of them, at most 50,000 in flight.
-async fn feed(
-    bus: &Bus,
-    records: impl Iterator<Item = Record>,
-    n: u64,
-    label: &str,
-) -> anyhow::Result<()> {
-    let pb = bar(n, label);
-    let started = Instant::now();
-    let mut inflight = FuturesUnordered::new();
-    for rec in records {
-        inflight.push(bus.send(rec));
-        while inflight.len() >= 50_000 {
-            if let Some(r) = inflight.next().await {
-                r?;
-                pb.inc(1);
-            }
-        }
-    }
-    while let Some(r) = inflight.next().await {
-        r?;
-        pb.inc(1);
-    }
-    bus.flush(Duration::from_secs(60)).await?;
-    pb.finish_and_clear();
-    println!(
-        "{label}: {n} records to {} in {:.1} s",
-        bus.describe(),
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
-}
-
 /// Wraps a service's handler: counts the records it finished and stops the
 /// runner after `target` of them, noting when.
 struct Counted<H> {
     inner: H,
-    done: AtomicU64,
+    done: Arc<AtomicU64>,
     rejected: AtomicU64,
     target: u64,
-    finished_at: OnceLock<Instant>,
+    finished_at: Arc<OnceLock<Instant>>,
     stop: CancellationToken,
     pb: ProgressBar,
 }
@@ -365,37 +337,101 @@ impl<H> Counted<H> {
     fn new(inner: H, target: u64, stop: CancellationToken, pb: ProgressBar) -> Self {
         Self {
             inner,
-            done: AtomicU64::new(0),
+            done: Arc::new(AtomicU64::new(0)),
             rejected: AtomicU64::new(0),
             target,
-            finished_at: OnceLock::new(),
+            finished_at: Arc::new(OnceLock::new()),
             stop,
             pb,
         }
     }
 }
 
+/// Runs `handler` under the shared runner until it stopped itself, and
+/// returns the seconds from the start to its last counted record.
+async fn run_counted<H: Handler + 'static>(
+    bus: &Bus,
+    cfg: RunnerConfig,
+    handler: Arc<Counted<H>>,
+) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    runner::run(bus.clone(), cfg, handler.clone(), handler.stop.clone()).await?;
+    let seconds = handler
+        .finished_at
+        .get()
+        .map_or_else(|| started.elapsed(), |t| t.duration_since(started))
+        .as_secs_f64();
+    handler.pb.finish_and_clear();
+    Ok(seconds)
+}
+
+/// One record finished (handled or dead-lettered, and durable): counts it,
+/// and stops the runner at `target`, noting when.
+fn finish_one(
+    done: &AtomicU64,
+    target: u64,
+    finished_at: &OnceLock<Instant>,
+    stop: &CancellationToken,
+    pb: &ProgressBar,
+) {
+    let n = done.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_multiple_of(1_000) {
+        pb.set_position(n);
+    }
+    if n >= target {
+        let _ = finished_at.set(Instant::now());
+        stop.cancel();
+    }
+}
+
 #[async_trait::async_trait]
 impl<H: Handler> Handler for Counted<H> {
     async fn handle(&self, m: &Message) -> Result<(), HandlerError> {
-        let r = self.inner.handle(m).await;
-        match &r {
-            Ok(()) => {}
+        match self.handle_deferred(m).await? {
+            Some(ack) => ack.await,
+            None => Ok(()),
+        }
+    }
+
+    /// The service's own deferral (the filter does not wait for each
+    /// delivery), counting a record when its side effect completed.
+    async fn handle_deferred(&self, m: &Message) -> Result<Option<Ack>, HandlerError> {
+        let finish = || {
+            finish_one(
+                &self.done,
+                self.target,
+                &self.finished_at,
+                &self.stop,
+                &self.pb,
+            );
+        };
+        match self.inner.handle_deferred(m).await {
+            Ok(None) => {
+                finish();
+                Ok(None)
+            }
+            Ok(Some(ack)) => {
+                let (done, target, at, stop, pb) = (
+                    self.done.clone(),
+                    self.target,
+                    self.finished_at.clone(),
+                    self.stop.clone(),
+                    self.pb.clone(),
+                );
+                Ok(Some(Box::pin(async move {
+                    ack.await?;
+                    finish_one(&done, target, &at, &stop, &pb);
+                    Ok(())
+                })))
+            }
             // Retried by the runner: not finished yet.
-            Err(HandlerError::Retryable(_)) => return r,
-            Err(HandlerError::Permanent(_)) => {
+            Err(e @ HandlerError::Retryable(_)) => Err(e),
+            Err(e @ HandlerError::Permanent(_)) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
+                finish();
+                Err(e)
             }
         }
-        let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        if n.is_multiple_of(1_000) {
-            self.pb.set_position(n);
-        }
-        if n >= self.target {
-            let _ = self.finished_at.set(Instant::now());
-            self.stop.cancel();
-        }
-        r
     }
 }
 
@@ -527,14 +563,7 @@ async fn filter_ours(
     ));
     let mut cfg = RunnerConfig::new(unique("bench-shop-filter"), &[input]);
     cfg.backoff = settings.backoff();
-    let started = Instant::now();
-    runner::run(bus.clone(), cfg, handler.clone(), stop).await?;
-    let seconds = handler
-        .finished_at
-        .get()
-        .map_or_else(|| started.elapsed(), |t| t.duration_since(started))
-        .as_secs_f64();
-    handler.pb.finish_and_clear();
+    let seconds = run_counted(bus, cfg, handler.clone()).await?;
     follow.cancel();
     let ids = collect_ids(bus, &output, passing.len(), key_of).await?;
     let (note, correct) = check(&ids, passing);
@@ -910,14 +939,7 @@ async fn join_run(args: &ShopBenchArgs, bus_url: &str, sql_url: &str) -> anyhow:
         &[prompts_topic.as_str(), filtered.as_str()],
     );
     cfg.backoff = ShopSettings::default().backoff();
-    let started = Instant::now();
-    runner::run(bus.clone(), cfg, handler.clone(), stop).await?;
-    let seconds = handler
-        .finished_at
-        .get()
-        .map_or_else(|| started.elapsed(), |t| t.duration_since(started))
-        .as_secs_f64();
-    handler.pb.finish_and_clear();
+    let seconds = run_counted(&bus, cfg, handler.clone()).await?;
     let want_n = usize::try_from(want).unwrap_or(usize::MAX);
     let keys = collect_ids(&bus, &output, want_n, |m| {
         m.header(RECOMMENDATION_KEY_HEADER)

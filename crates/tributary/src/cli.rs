@@ -125,6 +125,10 @@ pub struct ShopBenchArgs {
     /// Seconds of the latency run (0: skip it).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
+    /// `bus.kafka.fetch_wait_max_ms` of our consumers in the Kafka runs
+    /// (tansu holds every fetch this long: each hop's latency floor).
+    #[arg(long, default_value_t = 10)]
+    pub fetch_wait_ms: u32,
     /// Distinct normalised product names of d).
     #[arg(long, default_value_t = 10_000)]
     pub join_names: usize,

@@ -505,6 +505,41 @@ fn join_stream(
     (prompts, products)
 }
 
+/// Reads the recommendations topic until every pair of `all` was seen and
+/// checks it holds exactly those pairs (by their idempotent key), each
+/// record keyed by its prompt id; returns the records read (duplicates
+/// only as the same key).
+async fn check_output_pairs(
+    s: &Setup,
+    all: &BTreeSet<String>,
+    patience: Duration,
+) -> Vec<tributary_bus::Message> {
+    let recom_topic = &s
+        .env
+        .iter()
+        .find(|(k, _)| k == "TRIBUTARY__SHOP__RECOMMENDATIONS_TOPIC")
+        .unwrap()
+        .1;
+    let key_of = |m: &tributary_bus::Message| {
+        String::from_utf8_lossy(m.header("shop.key").unwrap()).into_owned()
+    };
+    let distinct = |ms: &[tributary_bus::Message]| ms.iter().map(key_of).collect::<BTreeSet<_>>();
+    let out = tributary_testkit::read_topic_until(&s.bus, recom_topic, patience, |ms| {
+        ms.len() >= all.len() && distinct(ms).len() >= all.len()
+    })
+    .await;
+    for m in &out {
+        let prompt = String::from_utf8_lossy(m.key.as_deref().unwrap()).into_owned();
+        let key = key_of(m);
+        assert!(
+            key.starts_with(&format!("{prompt}:")),
+            "keyed by prompt id: {key}"
+        );
+    }
+    assert_eq!(&distinct(&out), all, "the output topic holds every pair");
+    out
+}
+
 /// The join service is SIGKILLed mid-stream and restarted (see the module
 /// docs). `split`: the join runs in a process of its own and only it is
 /// killed (Kafka), and restarts under a new group (`regroup`, see the docs
@@ -592,33 +627,7 @@ async fn join_killed_mid_stream(sql: &str, bus: &str, dir: &Path, split: bool, p
         let st = p.stop(Duration::from_secs(30));
         assert!(st.success(), "exit after SIGTERM: {st}\n{}", p.log_text());
     }
-    let recom_topic = &s
-        .env
-        .iter()
-        .find(|(k, _)| k == "TRIBUTARY__SHOP__RECOMMENDATIONS_TOPIC")
-        .unwrap()
-        .1;
-    let key_of = |m: &tributary_bus::Message| {
-        String::from_utf8_lossy(m.header("shop.key").unwrap()).into_owned()
-    };
-    let distinct = |ms: &[tributary_bus::Message]| ms.iter().map(key_of).collect::<BTreeSet<_>>();
-    let out = tributary_testkit::read_topic_until(
-        &s.bus,
-        recom_topic,
-        patience + Duration::from_secs(120),
-        |ms| ms.len() >= all.len() && distinct(ms).len() >= all.len(),
-    )
-    .await;
-    for m in &out {
-        let prompt = String::from_utf8_lossy(m.key.as_deref().unwrap()).into_owned();
-        let key = key_of(m);
-        assert!(
-            key.starts_with(&format!("{prompt}:")),
-            "keyed by prompt id: {key}"
-        );
-    }
-    let keys = distinct(&out);
-    assert_eq!(keys, all, "the output topic holds every pair");
+    let out = check_output_pairs(&s, &all, patience + Duration::from_secs(120)).await;
     eprintln!(
         "shop join SIGKILL at {at_kill} of {} recommendations: all {} pairs in the table once; \
          {} output records read until every pair was seen, {outputs} emitted after the restart",
@@ -911,22 +920,7 @@ async fn join_two_replicas_rebalance_postgres_kafka() {
         let st = p.stop(Duration::from_secs(30));
         assert!(st.success(), "exit after SIGTERM: {st}\n{}", p.log_text());
     }
-    let recom_topic = &s
-        .env
-        .iter()
-        .find(|(k, _)| k == "TRIBUTARY__SHOP__RECOMMENDATIONS_TOPIC")
-        .unwrap()
-        .1;
-    let key_of = |m: &tributary_bus::Message| {
-        String::from_utf8_lossy(m.header("shop.key").unwrap()).into_owned()
-    };
-    let distinct = |ms: &[tributary_bus::Message]| ms.iter().map(key_of).collect::<BTreeSet<_>>();
-    let out =
-        tributary_testkit::read_topic_until(&s.bus, recom_topic, Duration::from_secs(180), |ms| {
-            distinct(ms).len() >= all.len()
-        })
-        .await;
-    assert_eq!(distinct(&out), all, "the output topic holds every pair");
+    let out = check_output_pairs(&s, &all, Duration::from_secs(180)).await;
     eprintln!(
         "shop join, two replicas: B joined {b_in} records after A's {} first-half pairs, \
          {reloads} stale-part reloads in B; all {} pairs in the table once, {} output records",

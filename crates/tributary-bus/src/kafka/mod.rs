@@ -42,9 +42,11 @@ pub struct KafkaConfig {
     /// Producer batching delay.
     pub linger_ms: u32,
     /// Longest a consumer's fetch waits for data (librdkafka
-    /// `fetch.wait.max.ms`). Kafka answers a fetch as soon as data arrives;
-    /// some Kafka-protocol brokers (tansu) hold every fetch this long, which
-    /// then bounds each hop's latency, so the default is low.
+    /// `fetch.wait.max.ms`, default 500). Kafka answers a fetch as soon as
+    /// data arrives; tansu holds every fetch this long, so on tansu it is
+    /// each consumer hop's latency floor. Lower costs the broker more fetch
+    /// requests: at 10 ms the whole test suite's consumers overloaded one
+    /// tansu (group sessions timed out), so the default stays librdkafka's.
     pub fetch_wait_max_ms: u32,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`).
     pub options: BTreeMap<String, String>,
@@ -75,7 +77,7 @@ impl Default for KafkaConfig {
             idempotence: true,
             delivery_timeout_ms: 120_000,
             linger_ms: 5,
-            fetch_wait_max_ms: 10,
+            fetch_wait_max_ms: 500,
             options: BTreeMap::new(),
         }
     }

@@ -1,11 +1,14 @@
 //! `shop-filter`: `shop_products` -> the live filter -> passing products
 //! to `analytic_products_filtered`, byte for byte, keyed by `product_id`,
 //! with the original event time in a header. A record that is not a
-//! product is dead-lettered to `shop_products.dlq`.
+//! product is dead-lettered to `shop_products.dlq`. Deliveries are not
+//! waited for one by one: the runner keeps up to its `max_in_flight`
+//! outstanding and stores offsets in order as they are acknowledged
+//! ([`Handler::handle_deferred`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tributary_bus::runner::{Handler, HandlerError};
+use tributary_bus::runner::{Ack, Handler, HandlerError};
 use tributary_bus::{Bus, Message, Record};
 
 use super::control::ControlView;
@@ -60,6 +63,16 @@ impl FilterHandler {
 #[async_trait::async_trait]
 impl Handler for FilterHandler {
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        match self.handle_deferred(msg).await? {
+            Some(ack) => ack.await,
+            None => Ok(()),
+        }
+    }
+
+    /// Filters and produces without waiting for the delivery: the runner
+    /// goes on with the next products (sent in order) and stores offsets
+    /// in order as deliveries are acknowledged.
+    async fn handle_deferred(&self, msg: &Message) -> Result<Option<Ack>, HandlerError> {
         count_in(SERVICE);
         let product = Product::parse(&msg.value).map_err(|e| reject(SERVICE, "product", e))?;
         // The filter is chosen and the offset recorded under one lock, so a
@@ -72,7 +85,7 @@ impl Handler for FilterHandler {
             self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!(m::FILTER_DROPPED).increment(1);
             self.ratio();
-            return Ok(());
+            return Ok(None);
         }
         let mut record = Record {
             topic: self.output.clone(),
@@ -88,16 +101,19 @@ impl Handler for FilterHandler {
             timestamp_ms: Some(event_time(msg)),
         };
         record = record.header(EVENT_TIME_HEADER, event_time(msg).to_string());
-        let sent = self
-            .bus
-            .send(record)
-            .await
-            .map_err(|e| retry("produce to the filtered topic", e));
-        self.health.track(sent)?;
+        let delivery = self.bus.send(record);
         self.passed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!(m::FILTER_PASSED).increment(1);
-        count_out(SERVICE, 1);
         self.ratio();
-        Ok(())
+        let health = self.health.clone();
+        Ok(Some(Box::pin(async move {
+            let sent = delivery
+                .await
+                .map(|_| ())
+                .map_err(|e| retry("produce to the filtered topic", e));
+            health.track(sent)?;
+            count_out(SERVICE, 1);
+            Ok(())
+        })))
     }
 }
