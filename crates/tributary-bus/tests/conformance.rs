@@ -345,6 +345,32 @@ async fn members_split_partitions(h: Harness) {
     }
 }
 
+/// A runner for `group` on `topic` with short backoffs.
+fn quick_runner(group: &str, topic: &str) -> RunnerConfig {
+    let mut cfg = RunnerConfig::new(group.to_owned(), &[topic]);
+    cfg.backoff = Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+        max_retries: None,
+    };
+    cfg.consumer = options();
+    cfg
+}
+
+/// The group committed past everything on `topic`: a new member gets nothing.
+async fn assert_group_consumed_all(h: &Harness, bus: &Bus, group: &str, topic: &str) {
+    let mut c = bus
+        .subscribe(group, &[topic.to_owned()], options())
+        .await
+        .expect("subscribe");
+    let quiet = match h {
+        Harness::Embedded(_) => Duration::from_secs(1),
+        Harness::Kafka(_) => Duration::from_secs(15),
+    };
+    assert_quiet(&mut *c, quiet).await;
+    c.close().await.expect("close");
+}
+
 /// Fails "flaky" twice with a retryable error, "poison" permanently, accepts the rest.
 #[derive(Default)]
 struct Picky {
@@ -389,13 +415,7 @@ async fn retry_then_dead_letter(h: Harness) {
     .await;
     let handler = Arc::new(Picky::default());
     let shutdown = CancellationToken::new();
-    let mut cfg = RunnerConfig::new(group.clone(), &[t.as_str()]);
-    cfg.backoff = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(100),
-        max_retries: None,
-    };
-    cfg.consumer = options();
+    let cfg = quick_runner(&group, &t);
     let task = tokio::spawn(runner::run(
         bus.clone(),
         cfg,
@@ -440,16 +460,7 @@ async fn retry_then_dead_letter(h: Harness) {
     c.close().await.expect("close");
 
     // The group committed past everything: a new member gets nothing.
-    let mut c = bus
-        .subscribe(&group, std::slice::from_ref(&t), options())
-        .await
-        .expect("subscribe");
-    let quiet = match h {
-        Harness::Embedded(_) => Duration::from_secs(1),
-        Harness::Kafka(_) => Duration::from_secs(15),
-    };
-    assert_quiet(&mut *c, quiet).await;
-    c.close().await.expect("close");
+    assert_group_consumed_all(&h, &bus, &group, &t).await;
 }
 
 /// Completes each message later than it was handed out (out of order
@@ -507,13 +518,7 @@ async fn deferred_completions_commit_in_order(h: Harness) {
     .await;
     let handler = Arc::new(Deferring::default());
     let shutdown = CancellationToken::new();
-    let mut cfg = RunnerConfig::new(group.clone(), &[t.as_str()]);
-    cfg.backoff = Backoff {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(100),
-        max_retries: None,
-    };
-    cfg.consumer = options();
+    let mut cfg = quick_runner(&group, &t);
     cfg.max_in_flight = 32;
     let task = tokio::spawn(runner::run(
         bus.clone(),
@@ -543,16 +548,7 @@ async fn deferred_completions_commit_in_order(h: Harness) {
         "completed once, after its rewind"
     );
 
-    let mut c = bus
-        .subscribe(&group, std::slice::from_ref(&t), options())
-        .await
-        .expect("subscribe");
-    let quiet = match h {
-        Harness::Embedded(_) => Duration::from_secs(1),
-        Harness::Kafka(_) => Duration::from_secs(15),
-    };
-    assert_quiet(&mut *c, quiet).await;
-    c.close().await.expect("close");
+    assert_group_consumed_all(&h, &bus, &group, &t).await;
 }
 
 // Proves a topic can be declared compacted, idempotently, on every adapter: it takes keyed
