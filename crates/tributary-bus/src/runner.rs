@@ -18,7 +18,7 @@
 //! one is durable. A completion that fails rewinds: the runner waits for
 //! the rest, closes the consumer (committing only what completed) and
 //! subscribes again after a backoff, so the failed message and everything
-//! after it are delivered again.
+//! after it are delivered again ([`Handler::rewound`] is told first).
 //!
 //! Every [`LAG_INTERVAL`] the runner asks the consumer for its lag (in a task
 //! of its own, beside the consume loop; a handler busy retrying delays the
@@ -100,6 +100,13 @@ pub trait Handler: Send + Sync {
     async fn handle_deferred(&self, message: &Message) -> Result<Option<Ack>, HandlerError> {
         self.handle(message).await.map(|()| None)
     }
+
+    /// Called after a failed deferred completion made the runner rewind,
+    /// once every outstanding completion resolved and before it subscribes
+    /// again: what follows is a redelivery from the last stored offsets, so
+    /// a handler that keeps state ahead of its completions drops it here.
+    /// Default: nothing.
+    async fn rewound(&self) {}
 }
 
 /// Retry policy.
@@ -185,6 +192,7 @@ pub async fn run(
         match result {
             Ok(Flow::Rewind) if !shutdown.is_cancelled() => {
                 closed?;
+                handler.rewound().await;
                 let delay = config.backoff.delay(rewinds);
                 rewinds = rewinds.saturating_add(1);
                 tracing::warn!(group = %config.group, ?delay, "a deferred side effect failed; resubscribing to redeliver from the last stored offset");

@@ -469,6 +469,8 @@ async fn retry_then_dead_letter(h: Harness) {
 struct Deferring {
     completed: Arc<Mutex<HashMap<String, u32>>>,
     failed: Arc<std::sync::atomic::AtomicBool>,
+    /// Times the runner said it rewound (before subscribing again).
+    rewinds: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait::async_trait]
@@ -495,11 +497,16 @@ impl Handler for Deferring {
             Ok(())
         })))
     }
+
+    async fn rewound(&self) {
+        self.rewinds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 // Proves deferred completions (a handler that hands back its side effect's completion) keep
 // the at-least-once contract: a failed completion rewinds, so it and what came after it are
-// delivered again; every message completes; on shutdown the group has committed past all of
+// delivered again (the handler told once, before the redelivery); every message completes; on shutdown the group has committed past all of
 // them (a new member gets nothing), although completions arrived out of order.
 async fn deferred_completions_commit_in_order(h: Harness) {
     let bus = h.open().await;
@@ -542,6 +549,11 @@ async fn deferred_completions_commit_in_order(h: Harness) {
     shutdown.cancel();
     task.await.expect("join").expect("runner");
     assert!(handler.failed.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        handler.rewinds.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the handler is told of the one rewind"
+    );
     let completed = handler.completed.lock().expect("lock").clone();
     assert_eq!(
         completed["fail-once"], 1,

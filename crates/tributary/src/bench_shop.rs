@@ -130,9 +130,11 @@ pub async fn shop(args: ShopBenchArgs) -> anyhow::Result<()> {
     if let Some(kafka) = &args.kafka {
         let mut config = BusConfig::default();
         config.kafka.fetch_wait_max_ms = args.fetch_wait_ms;
+        config.kafka.linger_ms = args.linger_ms;
         println!(
-            "our Kafka consumers: fetch.wait.max.ms = {} (bus.kafka.fetch_wait_max_ms)",
-            args.fetch_wait_ms
+            "our Kafka consumers: fetch.wait.max.ms = {} (bus.kafka.fetch_wait_max_ms); \
+             producers: linger.ms = {} (bus.kafka.linger_ms)",
+            args.fetch_wait_ms, args.linger_ms
         );
         let bus = tributary_bus::connect(kafka, &config).await?;
         let input = unique("bench-shop-in");

@@ -129,6 +129,10 @@ pub struct ShopBenchArgs {
     /// (tansu holds every fetch this long: each hop's latency floor).
     #[arg(long, default_value_t = 10)]
     pub fetch_wait_ms: u32,
+    /// `bus.kafka.linger_ms` of our producers in the Kafka runs (how long
+    /// a produce waits to batch with others: part of each hop's latency).
+    #[arg(long, default_value_t = 5)]
+    pub linger_ms: u32,
     /// Distinct normalised product names of d).
     #[arg(long, default_value_t = 10_000)]
     pub join_names: usize,

@@ -5,15 +5,22 @@
 //! the SQL table `shop_join_state` (latest change per changelog key) and is
 //! restored from it on start, so a restart loses no join.
 //!
-//! Order per record (the domain's ordering rule): the matches are produced
-//! to `personal_recom` and acknowledged by the bus, then the state changes
-//! are committed in one transaction, then the runner stores the input
-//! offset. A crash before the state commit replays the record: the state
-//! never recorded the pair as emitted, so the match is produced again with
-//! the same idempotent key (header `shop.key`, `{prompt_id}:{product_id}`),
-//! which the sink dedupes. If producing or committing fails, the in-memory
-//! state (already advanced) is discarded and reloaded from the table before
-//! the retry, so memory never runs ahead of what is durable.
+//! Group commit: a record is joined against the in-memory state at once
+//! and its matches are produced at once (not awaited), then the handler
+//! hands the runner a completion ([`Handler::handle_deferred`]) and takes
+//! the next record. A committer task commits, per part, every record
+//! joined since its last commit: it waits until the bus acknowledged that
+//! batch's matches, then writes the batch's state changes in one
+//! transaction (the last change per entry, multi-row), then completes the
+//! batch's records; the runner stores their offsets in order. While one
+//! batch commits the next gathers, so a busy join commits hundreds of
+//! records per transaction and an idle one commits each record at once.
+//!
+//! Order (the domain's ordering rule): matches acknowledged, then the
+//! state commit, then the offset. A crash before the state commit replays
+//! the records: the state never recorded their pairs as emitted, so the
+//! matches are produced again with the same idempotent key (header
+//! `shop.key`, `{prompt_id}:{product_id}`), which the sink dedupes.
 //!
 //! Partitions: with repartition topics (the default on Kafka, see
 //! [`super::repartition`]) both inputs arrive keyed by the join key, so the
@@ -25,65 +32,167 @@
 //! conditional on the part's version this replica last saw: if another
 //! replica committed the part meanwhile (two owners for a moment during a
 //! rebalance, or a replica that lost the partition and still has a stale
-//! copy), the commit writes nothing, the part is reloaded and the record
-//! runs again on the fresh state, so no replica ever overwrites or misses
-//! what another one stored. Its matches may then be produced twice, with
-//! the same idempotent key.
+//! copy), the commit writes nothing, and the committer reloads the part and
+//! joins every uncommitted record of it again, in order, on the fresh
+//! state, then commits that; so no replica ever overwrites or misses what
+//! another one stored. Its matches may then be produced twice, with the
+//! same idempotent key.
+//!
+//! Failure: when producing or committing fails (or conflicts
+//! [`MAX_CONFLICTS`] times in a row), the batch and every record joined
+//! after it fail, memory is dropped (the parts reload from the table), and
+//! records are refused until the runner has rewound ([`Handler::rewound`]):
+//! it redelivers from the last stored offset, so nothing is skipped and no
+//! record is joined on a state that is missing an earlier one.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use tokio::sync::Mutex;
-use tributary_bus::runner::{Handler, HandlerError};
-use tributary_bus::{Bus, Message, Record};
+use futures::future::BoxFuture;
+use tokio::sync::{oneshot, Mutex, Notify};
+use tributary_bus::runner::{Ack, Handler, HandlerError};
+use tributary_bus::{Bus, Delivery, Message, Record};
 
 use super::{
     count_in, count_out, event_time, now_ms, reject, retry, ConsumerHealth,
     RECOMMENDATION_KEY_HEADER,
 };
-use crate::domain::{JoinConfig, JoinOutput, JoinState, Product, Prompt};
+use crate::domain::{JoinConfig, JoinOutput, JoinState, Product, Prompt, StateChange};
 use crate::metrics as m;
-use crate::store::ShopStore;
+use crate::store::{ShopStore, StoredState};
 
 /// Service name (metrics label).
 pub const SERVICE: &str = "shop-recommendations";
 
-/// Conflicting commits of one record in a row before it is retried by the
-/// runner (with backoff) instead of at once.
-const MAX_CONFLICTS: usize = 8;
+/// Conflicting commits of one part in a row before the batch fails (and
+/// the runner rewinds, with backoff) instead of being joined again at once.
+pub const MAX_CONFLICTS: usize = 8;
 
-/// The state of one part as this replica holds it.
-#[derive(Debug)]
+/// A record's completion: resolved when its batch committed (or failed).
+type Done = oneshot::Sender<Result<(), HandlerError>>;
+
+/// A produce of a match, issued (enqueued) and not yet acknowledged.
+type Send = BoxFuture<'static, tributary_bus::Result<Delivery>>;
+
+/// One input record, joined in memory, waiting for its commit.
+struct Joined {
+    side: Side,
+    event_time_ms: i64,
+    done: Done,
+}
+
+/// The state of one part as this replica holds it: what is committed at
+/// `version`, plus the uncommitted records of `log` joined onto it.
 struct Part {
     state: JoinState,
-    next_seq: i64,
-    /// The part's commit version this copy is at.
+    /// The part's commit version the committed state is at.
     version: i64,
-    /// Memory may be ahead of the table (a failed record): reload first.
-    dirty: bool,
+    /// Number of the first change not committed yet.
+    committed_seq: i64,
+    /// Joined since the last commit, in order.
+    log: Vec<Joined>,
+    /// The state changes of `log`, in order.
+    changes: Vec<StateChange>,
+    /// The produces of `log`'s matches.
+    sends: Vec<Send>,
+}
+
+/// A part's uncommitted records, taken out to be committed.
+struct Batch {
+    log: Vec<Joined>,
+    changes: Vec<StateChange>,
+    sends: Vec<Send>,
+    first_seq: i64,
+    version: i64,
+}
+
+impl Part {
+    fn restored(config: JoinConfig, stored: StoredState) -> Self {
+        Self {
+            state: JoinState::restore(config, stored.changes),
+            version: stored.version,
+            committed_seq: stored.next_seq,
+            log: Vec::new(),
+            changes: Vec::new(),
+            sends: Vec::new(),
+        }
+    }
+
+    /// Joins `record` onto the state, issues the produces of its matches,
+    /// and appends it to the log.
+    fn join(&mut self, shared: &Shared, record: Joined, msg: Option<&Message>) {
+        let out = match &record.side {
+            Side::Prompt(p) => self.state.on_prompt(p.clone(), record.event_time_ms),
+            Side::Product(p) => self.state.on_product((**p).clone(), record.event_time_ms),
+        };
+        if let Some(late) = out.late {
+            metrics::counter!(m::JOIN_LATE).increment(1);
+            if let Some(msg) = msg {
+                tracing::debug!(topic = %msg.topic, partition = msg.partition, offset = msg.offset,
+                    event_time = late.event_time_ms, stream_time = late.stream_time_ms,
+                    "record later than the grace period; not joined");
+            }
+        }
+        let JoinOutput {
+            matches, changes, ..
+        } = out;
+        self.sends
+            .extend(matches.iter().map(|rec| shared.produce(rec)));
+        self.changes.extend(changes);
+        self.log.push(record);
+    }
+
+    fn take(&mut self) -> Batch {
+        Batch {
+            log: std::mem::take(&mut self.log),
+            changes: std::mem::take(&mut self.changes),
+            sends: std::mem::take(&mut self.sends),
+            first_seq: self.committed_seq,
+            version: self.version,
+        }
+    }
+}
+
+/// What the handler and its committer share.
+struct Shared {
+    store: ShopStore,
+    bus: Bus,
+    output: String,
+    config: JoinConfig,
+    health: ConsumerHealth,
+    parts: Mutex<HashMap<i32, Part>>,
+    /// A batch failed: refuse records until the runner rewound.
+    fenced: AtomicBool,
 }
 
 /// The join's record handler.
 pub struct JoinHandler {
-    store: ShopStore,
-    bus: Bus,
+    shared: Arc<Shared>,
     prompt_topics: Vec<String>,
-    output: String,
-    config: JoinConfig,
     /// State split by input partition (else one part, 0).
     by_partition: bool,
-    health: ConsumerHealth,
-    parts: Mutex<HashMap<i32, Part>>,
+    /// Wakes the committer (records to commit, or the handler is gone).
+    wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for JoinHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JoinHandler")
-            .field("bus", &self.bus.describe())
-            .field("output", &self.output)
-            .field("config", &self.config)
+            .field("bus", &self.shared.bus.describe())
+            .field("output", &self.shared.output)
+            .field("config", &self.shared.config)
             .field("by_partition", &self.by_partition)
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for JoinHandler {
+    fn drop(&mut self) {
+        // The committer holds only a weak reference: woken, it finds the
+        // handler gone and ends.
+        self.wake.notify_one();
     }
 }
 
@@ -91,7 +200,9 @@ impl JoinHandler {
     /// A join whose records of `prompt_topics` are prompts and every other
     /// topic's filtered products. `by_partition`: the inputs are keyed by
     /// the join key (repartition topics) and the state is split by
-    /// partition; else part 0 holds it all and is restored now.
+    /// partition; else part 0 holds it all and is restored now. Starts the
+    /// committer task (on the current Tokio runtime); it ends when the
+    /// handler is dropped.
     ///
     /// # Errors
     /// When the table cannot be read.
@@ -104,92 +215,200 @@ impl JoinHandler {
         by_partition: bool,
         health: ConsumerHealth,
     ) -> anyhow::Result<Self> {
-        let handler = Self {
+        let shared = Arc::new(Shared {
             store,
             bus,
-            prompt_topics,
             output,
             config,
-            by_partition,
             health,
             parts: Mutex::new(HashMap::new()),
-        };
+            fenced: AtomicBool::new(false),
+        });
         if !by_partition {
-            let part = handler.load(0).await?;
+            let part = Part::restored(config, shared.store.load_join_state(0).await?);
             tracing::info!(size = ?part.state.size(), stream_time = ?part.state.stream_time(), "join state restored");
-            let mut parts = handler.parts.lock().await;
+            let mut parts = shared.parts.lock().await;
             parts.insert(0, part);
             gauges(&parts);
         }
-        Ok(handler)
-    }
-
-    async fn load(&self, part: i32) -> Result<Part, crate::store::StoreError> {
-        let stored = self.store.load_join_state(part).await?;
-        Ok(Part {
-            state: JoinState::restore(self.config, stored.changes),
-            next_seq: stored.next_seq,
-            version: stored.version,
-            dirty: false,
+        let wake = Arc::new(Notify::new());
+        tokio::spawn(committer(Arc::downgrade(&shared), wake.clone()));
+        Ok(Self {
+            shared,
+            prompt_topics,
+            by_partition,
+            wake,
         })
     }
+}
 
-    async fn reload(&self, part: i32, slot: &mut Part) -> Result<(), HandlerError> {
-        *slot = self
-            .load(part)
-            .await
-            .map_err(|e| retry("reload the join state", e))?;
-        metrics::counter!(m::JOIN_RELOADS).increment(1);
-        Ok(())
+/// Commits what the handler joined, part by part, until the handler is
+/// dropped.
+async fn committer(shared: Weak<Shared>, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        shared.commit_all().await;
+    }
+}
+
+impl Shared {
+    /// Issues the produce of one match (enqueued now, acknowledged later).
+    fn produce(&self, rec: &crate::domain::Recommendation) -> Send {
+        let value = serde_json::to_vec(rec).unwrap_or_default();
+        let record = Record::new(
+            self.output.clone(),
+            Bytes::from(rec.prompt_id.to_string().into_bytes()),
+            Bytes::from(value),
+        )
+        .header(RECOMMENDATION_KEY_HEADER, rec.key())
+        .header(super::EVENT_TIME_HEADER, rec.matched_at.to_string())
+        .at(rec.matched_at);
+        self.bus.send(record)
     }
 
-    /// Produces the matches, then commits the state changes if the part is
-    /// still at this copy's version. `Ok(false)`: another replica committed
-    /// the part meanwhile (nothing written; reload and run again).
-    async fn publish_then_persist(
-        &self,
-        part: i32,
-        slot: &mut Part,
-        out: &JoinOutput,
-    ) -> Result<bool, HandlerError> {
-        let sends: Vec<_> = out
-            .matches
-            .iter()
-            .map(|rec| {
-                let value = serde_json::to_vec(rec).unwrap_or_default();
-                let record = Record::new(
-                    self.output.clone(),
-                    Bytes::from(rec.prompt_id.to_string().into_bytes()),
-                    Bytes::from(value),
-                )
-                .header(RECOMMENDATION_KEY_HEADER, rec.key())
-                .header(super::EVENT_TIME_HEADER, rec.matched_at.to_string())
-                .at(rec.matched_at);
-                self.bus.send(record)
-            })
-            .collect();
-        for r in futures::future::join_all(sends).await {
+    /// Commits the parts' uncommitted records, one batch per part at a
+    /// time (the parts side by side), until none is left.
+    async fn commit_all(&self) {
+        loop {
+            let waiting: Vec<i32> = self
+                .parts
+                .lock()
+                .await
+                .iter()
+                .filter(|(_, p)| !p.log.is_empty())
+                .map(|(id, _)| *id)
+                .collect();
+            if waiting.is_empty() {
+                return;
+            }
+            futures::future::join_all(waiting.into_iter().map(|id| self.commit_part(id))).await;
+        }
+    }
+
+    /// Commits part `id`'s uncommitted records as one batch; on a conflict
+    /// joins them again on a fresh copy of the part and commits that.
+    async fn commit_part(&self, id: i32) {
+        let mut conflicts = 0usize;
+        loop {
+            let mut batch = {
+                let mut parts = self.parts.lock().await;
+                match parts.get_mut(&id) {
+                    Some(p) if !p.log.is_empty() => p.take(),
+                    _ => return,
+                }
+            };
+            let outcome = self.write(id, &mut batch).await;
+            let mut parts = self.parts.lock().await;
+            let Some(p) = parts.get_mut(&id) else {
+                // Only a failure removes a part, and only this task fails batches.
+                fail(
+                    batch.log,
+                    &HandlerError::Retryable("join state part dropped before its commit".into()),
+                );
+                return;
+            };
+            match outcome {
+                Ok(true) => {
+                    if !batch.changes.is_empty() {
+                        p.version += 1;
+                        p.committed_seq = p
+                            .committed_seq
+                            .saturating_add(i64::try_from(batch.changes.len()).unwrap_or(i64::MAX));
+                    }
+                    let _ = self.health.track(Ok(()));
+                    for j in batch.log {
+                        let _ = j.done.send(Ok(()));
+                    }
+                    gauges(&parts);
+                    return;
+                }
+                Ok(false) if conflicts < MAX_CONFLICTS => {
+                    conflicts += 1;
+                    tracing::info!(
+                        part = id,
+                        records = batch.log.len() + p.log.len(),
+                        "join state part changed by another replica; reloading and joining its uncommitted records again"
+                    );
+                    metrics::counter!(m::JOIN_RELOADS).increment(1);
+                    let stored = match self.store.load_join_state(id).await {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            let err = retry("reload the join state", e);
+                            self.give_up(&mut parts, id, batch.log, &err);
+                            return;
+                        }
+                    };
+                    let again: Vec<Joined> = batch.log.into_iter().chain(p.log.drain(..)).collect();
+                    *p = Part::restored(self.config, stored);
+                    for j in again {
+                        p.join(self, j, None);
+                    }
+                }
+                Ok(false) => {
+                    let err = HandlerError::Retryable(format!(
+                        "join state part {id}: {MAX_CONFLICTS} conflicting commits in a row"
+                    ));
+                    self.give_up(&mut parts, id, batch.log, &err);
+                    return;
+                }
+                Err(err) => {
+                    self.give_up(&mut parts, id, batch.log, &err);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits for the batch's matches, then commits its state changes if
+    /// the part is still at the batch's version. `Ok(false)`: another
+    /// replica committed the part meanwhile (nothing written).
+    async fn write(&self, id: i32, batch: &mut Batch) -> Result<bool, HandlerError> {
+        let sent = batch.sends.len() as u64;
+        for r in futures::future::join_all(batch.sends.drain(..)).await {
             r.map_err(|e| retry("produce recommendations", e))?;
         }
-        let n = out.matches.len() as u64;
-        metrics::counter!(m::JOIN_MATCHES).increment(n);
-        count_out(SERVICE, n);
-        if out.changes.is_empty() {
-            return Ok(true);
-        }
-        let written = self
-            .store
-            .persist_join_changes(part, &out.changes, slot.next_seq, slot.version)
+        metrics::counter!(m::JOIN_MATCHES).increment(sent);
+        count_out(SERVICE, sent);
+        self.store
+            .persist_join_changes(id, &batch.changes, batch.first_seq, batch.version)
             .await
-            .map_err(|e| retry("commit the join state", e))?;
-        if written {
-            slot.next_seq = slot
-                .next_seq
-                .saturating_add(i64::try_from(out.changes.len()).unwrap_or(i64::MAX));
-            slot.version += 1;
-            slot.dirty = false;
+            .map_err(|e| retry("commit the join state", e))
+    }
+
+    /// Fails `batch` and everything joined after it on part `id`, drops
+    /// the part and refuses records until the runner rewound.
+    fn give_up(
+        &self,
+        parts: &mut HashMap<i32, Part>,
+        id: i32,
+        batch: Vec<Joined>,
+        err: &HandlerError,
+    ) {
+        tracing::warn!(part = id, error = %err, "join state commit failed; the runner redelivers from the last committed record");
+        let _ = self.health.track::<()>(Err(again(err)));
+        self.fenced.store(true, Ordering::SeqCst);
+        let later = parts.remove(&id).map(|p| p.log).unwrap_or_default();
+        fail(batch.into_iter().chain(later), err);
+        gauges(parts);
+    }
+}
+
+/// A copy of `err` (the error type is not `Clone`), always retryable: a
+/// failed commit is retried by redelivery.
+fn again(err: &HandlerError) -> HandlerError {
+    match err {
+        HandlerError::Retryable(r) | HandlerError::Permanent(r) => {
+            HandlerError::Retryable(r.clone())
         }
-        Ok(written)
+    }
+}
+
+fn fail(records: impl IntoIterator<Item = Joined>, err: &HandlerError) {
+    for j in records {
+        let _ = j.done.send(Err(again(err)));
     }
 }
 
@@ -215,6 +434,22 @@ fn gauges(parts: &HashMap<i32, Part>) {
 #[async_trait::async_trait]
 impl Handler for JoinHandler {
     async fn handle(&self, msg: &Message) -> Result<(), HandlerError> {
+        match self.handle_deferred(msg).await? {
+            Some(ack) => {
+                let r = ack.await;
+                if r.is_err() {
+                    // The caller retries this record: as a redelivery.
+                    self.rewound().await;
+                }
+                r
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Joins the record in memory and produces its matches now; the
+    /// completion resolves when its batch is committed (module docs).
+    async fn handle_deferred(&self, msg: &Message) -> Result<Option<Ack>, HandlerError> {
         count_in(SERVICE);
         let side = if self.prompt_topics.contains(&msg.topic) {
             Side::Prompt(Prompt::parse(&msg.value).map_err(|e| reject(SERVICE, "prompt", e))?)
@@ -223,70 +458,71 @@ impl Handler for JoinHandler {
                 Product::parse(&msg.value).map_err(|e| reject(SERVICE, "product", e))?,
             ))
         };
-        let t = event_time(msg);
         let part = if self.by_partition { msg.partition } else { 0 };
-        let mut parts = self.parts.lock().await;
-        let done = self.apply(&mut parts, part, side, t, msg).await;
+        let (done, completion) = oneshot::channel();
+        {
+            let mut parts = self.shared.parts.lock().await;
+            // Read under the lock the committer sets it under.
+            if self.shared.fenced.load(Ordering::SeqCst) {
+                // An earlier record's commit failed: this one comes again after the rewind.
+                return Ok(Some(Box::pin(async {
+                    Err(HandlerError::Retryable(
+                        "join: an earlier commit failed; waiting for the redelivery".into(),
+                    ))
+                })));
+            }
+            let slot = match parts.entry(part) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let stored = match self.shared.store.load_join_state(part).await {
+                        Ok(stored) => stored,
+                        Err(e) => {
+                            return self
+                                .shared
+                                .health
+                                .track(Err(retry("load the join state", e)))
+                        }
+                    };
+                    let loaded = Part::restored(self.shared.config, stored);
+                    tracing::info!(part, size = ?loaded.state.size(), "join state part loaded");
+                    e.insert(loaded)
+                }
+            };
+            let record = Joined {
+                side,
+                event_time_ms: event_time(msg),
+                done,
+            };
+            slot.join(&self.shared, record, Some(msg));
+            gauges(&parts);
+        }
+        self.wake.notify_one();
+        Ok(Some(Box::pin(async move {
+            completion.await.unwrap_or_else(|_| {
+                Err(HandlerError::Retryable(
+                    "join stopped before the record's commit".into(),
+                ))
+            })
+        })))
+    }
+
+    /// Every completion has resolved: drop the in-memory parts (they
+    /// reload from the table on their next record) and take records again.
+    async fn rewound(&self) {
+        let mut parts = self.shared.parts.lock().await;
+        parts.retain(|_, p| !p.log.is_empty());
+        for p in parts.values() {
+            tracing::warn!(
+                records = p.log.len(),
+                "join part still has uncommitted records after a rewind; keeping it"
+            );
+        }
+        self.shared.fenced.store(false, Ordering::SeqCst);
         gauges(&parts);
-        self.health.track(done)
     }
 }
 
 enum Side {
     Prompt(Prompt),
     Product(Box<Product>),
-}
-
-impl JoinHandler {
-    /// Runs one record against its part: loads the part if this replica
-    /// has no copy (or a dirty one), joins, publishes, commits; on a
-    /// conflicting commit reloads and runs it again.
-    async fn apply(
-        &self,
-        parts: &mut HashMap<i32, Part>,
-        part: i32,
-        side: Side,
-        t: i64,
-        msg: &Message,
-    ) -> Result<(), HandlerError> {
-        for _ in 0..MAX_CONFLICTS {
-            let slot = match parts.entry(part) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    let loaded = self
-                        .load(part)
-                        .await
-                        .map_err(|e| retry("load the join state", e))?;
-                    tracing::info!(part, size = ?loaded.state.size(), "join state part loaded");
-                    e.insert(loaded)
-                }
-            };
-            if slot.dirty {
-                self.reload(part, slot).await?;
-            }
-            let out = match &side {
-                Side::Prompt(p) => slot.state.on_prompt(p.clone(), t),
-                Side::Product(p) => slot.state.on_product((**p).clone(), t),
-            };
-            if let Some(late) = out.late {
-                metrics::counter!(m::JOIN_LATE).increment(1);
-                tracing::debug!(topic = %msg.topic, partition = msg.partition, offset = msg.offset,
-                    event_time = late.event_time_ms, stream_time = late.stream_time_ms,
-                    "record later than the grace period; not joined");
-                return Ok(());
-            }
-            // Memory is now ahead of the table until the commit succeeds.
-            slot.dirty = true;
-            if self.publish_then_persist(part, slot, &out).await? {
-                return Ok(());
-            }
-            tracing::info!(
-                part,
-                "join state part changed by another replica; reloading"
-            );
-        }
-        Err(HandlerError::Retryable(format!(
-            "join state part {part}: {MAX_CONFLICTS} conflicting commits in a row"
-        )))
-    }
 }

@@ -300,7 +300,9 @@ impl ShopStore {
 
     /// Persists `changes` of partition `part` in one transaction, numbered
     /// from `first_seq`: a put replaces the row of its changelog key, an
-    /// evict deletes it. The commit is conditional on the part still being
+    /// evict deletes it. Only the last change per key is written (the
+    /// table keeps one row per key), in multi-row statements, so a batch of
+    /// many records costs a few statements. The commit is conditional on the part still being
     /// at `version` (what this replica loaded or last committed): `Ok(false)`
     /// and nothing written when another writer committed the part meanwhile,
     /// `Ok(true)` when written (the part is then at `version + 1`).
@@ -323,30 +325,7 @@ impl ShopStore {
         claim.arg(part_arg());
         claim.push(" AND version = ");
         claim.arg(Arg::I64(Some(version)));
-        let mut stmts = Vec::with_capacity(changes.len());
-        for (i, c) in changes.iter().enumerate() {
-            let key = c.changelog_key();
-            let s = if c.is_tombstone() {
-                let mut s = Stmt::new("DELETE FROM shop_join_state WHERE part = ");
-                s.arg(part_arg());
-                s.push(" AND entry_key = ");
-                s.arg(Arg::Text(Some(key)));
-                s
-            } else {
-                let seq = first_seq.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
-                let mut s =
-                    Stmt::new("INSERT INTO shop_join_state (part, entry_key, seq, change) VALUES ");
-                s.list([
-                    part_arg(),
-                    Arg::Text(Some(key)),
-                    Arg::I64(Some(seq)),
-                    Arg::Text(Some(json(c)?)),
-                ]);
-                s.push(" ON CONFLICT (part, entry_key) DO UPDATE SET seq = excluded.seq, change = excluded.change");
-                s
-            };
-            stmts.push(s);
-        }
+        let stmts = join_change_statements(part, changes, first_seq)?;
         let written = on_pool!(&self.pool, pool => {
             let mut tx = pool.begin_write().await?;
             let claimed = bind_args!(sqlx::query(claim.sql_for(pool)), claim.args)
@@ -366,6 +345,53 @@ impl ShopStore {
         });
         Ok(written)
     }
+}
+
+/// Rows per multi-row statement of [`join_change_statements`] (4
+/// parameters each: far below either dialect's parameter limit).
+const JOIN_ROWS_PER_STATEMENT: usize = 250;
+
+/// The statements that write `changes` (numbered from `first_seq`) to
+/// `shop_join_state`: the last change per changelog key, puts as multi-row
+/// upserts, evicts as `DELETE ... IN (...)`. Keys are distinct, so no
+/// statement touches a row twice.
+fn join_change_statements(part: i32, changes: &[StateChange], first_seq: i64) -> Result<Vec<Stmt>> {
+    let mut last: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::with_capacity(changes.len());
+    for (i, c) in changes.iter().enumerate() {
+        last.insert(c.changelog_key(), i);
+    }
+    let mut kept: Vec<(usize, String)> = last.into_iter().map(|(k, i)| (i, k)).collect();
+    kept.sort_unstable_by_key(|(i, _)| *i);
+    let (evicts, puts): (Vec<_>, Vec<_>) = kept
+        .into_iter()
+        .partition(|(i, _)| changes[*i].is_tombstone());
+    let mut stmts = Vec::new();
+    for chunk in evicts.chunks(JOIN_ROWS_PER_STATEMENT) {
+        let mut s = Stmt::new("DELETE FROM shop_join_state WHERE part = ");
+        s.arg(Arg::I32(Some(part)));
+        s.push(" AND entry_key IN ");
+        s.list(chunk.iter().map(|(_, k)| Arg::Text(Some(k.clone()))));
+        stmts.push(s);
+    }
+    for chunk in puts.chunks(JOIN_ROWS_PER_STATEMENT) {
+        let mut s = Stmt::new("INSERT INTO shop_join_state (part, entry_key, seq, change) VALUES ");
+        for (n, (i, key)) in chunk.iter().enumerate() {
+            if n > 0 {
+                s.push(", ");
+            }
+            let seq = first_seq.saturating_add(i64::try_from(*i).unwrap_or(i64::MAX));
+            s.list([
+                Arg::I32(Some(part)),
+                Arg::Text(Some(key.clone())),
+                Arg::I64(Some(seq)),
+                Arg::Text(Some(json(&changes[*i])?)),
+            ]);
+        }
+        s.push(" ON CONFLICT (part, entry_key) DO UPDATE SET seq = excluded.seq, change = excluded.change");
+        stmts.push(s);
+    }
+    Ok(stmts)
 }
 
 #[cfg(test)]
