@@ -12,7 +12,7 @@ use tributary_bus::runner::{Ack, Handler, HandlerError};
 use tributary_bus::{Bus, Message, Record};
 
 use super::control::ControlView;
-use super::{count_in, count_out, event_time, reject, retry, ConsumerHealth, EVENT_TIME_HEADER};
+use super::{event_time, reject, retry, ConsumerHealth, EVENT_TIME_HEADER};
 use crate::domain::Product;
 use crate::metrics as m;
 
@@ -27,6 +27,16 @@ pub struct FilterHandler {
     health: ConsumerHealth,
     passed: AtomicU64,
     dropped: AtomicU64,
+    /// Metric handles, looked up once instead of per record.
+    series: Series,
+}
+
+struct Series {
+    records_in: metrics::Counter,
+    records_out: metrics::Counter,
+    passed: metrics::Counter,
+    dropped: metrics::Counter,
+    pass_ratio: metrics::Gauge,
 }
 
 impl std::fmt::Debug for FilterHandler {
@@ -48,6 +58,13 @@ impl FilterHandler {
             health,
             passed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            series: Series {
+                records_in: metrics::counter!(m::RECORDS_IN, "service" => SERVICE),
+                records_out: metrics::counter!(m::RECORDS_OUT, "service" => SERVICE),
+                passed: metrics::counter!(m::FILTER_PASSED),
+                dropped: metrics::counter!(m::FILTER_DROPPED),
+                pass_ratio: metrics::gauge!(m::FILTER_PASS_RATIO),
+            },
         }
     }
 
@@ -55,7 +72,7 @@ impl FilterHandler {
         let p = self.passed.load(Ordering::Relaxed) as f64;
         let d = self.dropped.load(Ordering::Relaxed) as f64;
         if p + d > 0.0 {
-            metrics::gauge!(m::FILTER_PASS_RATIO).set(p / (p + d));
+            self.series.pass_ratio.set(p / (p + d));
         }
     }
 }
@@ -73,7 +90,7 @@ impl Handler for FilterHandler {
     /// goes on with the next products (sent in order) and stores offsets
     /// in order as deliveries are acknowledged.
     async fn handle_deferred(&self, msg: &Message) -> Result<Option<Ack>, HandlerError> {
-        count_in(SERVICE);
+        self.series.records_in.increment(1);
         let product = Product::parse(&msg.value).map_err(|e| reject(SERVICE, "product", e))?;
         // The filter is chosen and the offset recorded under one lock, so a
         // replica's ack names exactly the first record a new filter applies to.
@@ -83,7 +100,7 @@ impl Handler for FilterHandler {
         });
         if !filter.passes(&product) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!(m::FILTER_DROPPED).increment(1);
+            self.series.dropped.increment(1);
             self.ratio();
             return Ok(None);
         }
@@ -103,16 +120,17 @@ impl Handler for FilterHandler {
         record = record.header(EVENT_TIME_HEADER, event_time(msg).to_string());
         let delivery = self.bus.send(record);
         self.passed.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(m::FILTER_PASSED).increment(1);
+        self.series.passed.increment(1);
         self.ratio();
         let health = self.health.clone();
+        let out = self.series.records_out.clone();
         Ok(Some(Box::pin(async move {
             let sent = delivery
                 .await
                 .map(|_| ())
                 .map_err(|e| retry("produce to the filtered topic", e));
             health.track(sent)?;
-            count_out(SERVICE, 1);
+            out.increment(1);
             Ok(())
         })))
     }

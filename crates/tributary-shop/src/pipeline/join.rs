@@ -300,7 +300,16 @@ impl Shared {
                     _ => return,
                 }
             };
+            let started = std::time::Instant::now();
             let outcome = self.write(id, &mut batch).await;
+            tracing::debug!(
+                part = id,
+                records = batch.log.len(),
+                changes = batch.changes.len(),
+                seconds = started.elapsed().as_secs_f64(),
+                ok = outcome.is_ok(),
+                "join batch written"
+            );
             let mut parts = self.parts.lock().await;
             let Some(p) = parts.get_mut(&id) else {
                 // Only a failure removes a part, and only this task fails batches.
@@ -367,11 +376,18 @@ impl Shared {
     /// replica committed the part meanwhile (nothing written).
     async fn write(&self, id: i32, batch: &mut Batch) -> Result<bool, HandlerError> {
         let sent = batch.sends.len() as u64;
+        let started = std::time::Instant::now();
         for r in futures::future::join_all(batch.sends.drain(..)).await {
             r.map_err(|e| retry("produce recommendations", e))?;
         }
         metrics::counter!(m::JOIN_MATCHES).increment(sent);
         count_out(SERVICE, sent);
+        tracing::trace!(
+            part = id,
+            matches = sent,
+            seconds = started.elapsed().as_secs_f64(),
+            "join batch's matches acknowledged"
+        );
         self.store
             .persist_join_changes(id, &batch.changes, batch.first_seq, batch.version)
             .await
