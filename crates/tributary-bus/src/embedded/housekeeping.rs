@@ -364,7 +364,8 @@ async fn delete(pool: &SqlitePool, rowids: &[i64]) -> Result<()> {
     }
     let list = vec!["?"; rowids.len()].join(",");
     let sql = format!("DELETE FROM bus_batches WHERE rowid IN ({list})");
-    let mut q = sqlx::query(&sql);
+    // One statement per count of ids: not kept in the statement cache.
+    let mut q = sqlx::query(&sql).persistent(false);
     for id in rowids {
         q = q.bind(id);
     }

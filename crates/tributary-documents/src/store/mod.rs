@@ -118,7 +118,7 @@ impl DocStore {
             let mut s = Stmt::new(&format!("SELECT {COLUMNS} FROM documents WHERE url IN "));
             s.list(chunk.iter().map(|u| Arg::Text(Some((*u).to_owned()))));
             let docs = on_pool!(&self.pool, pool => {
-                let rows = bind_args!(sqlx::query(s.sql_for(pool)), s.args).fetch_all(pool).await?;
+                let rows = bind_args!(sqlx::query(s.sql_for(pool)).persistent(false), s.args).fetch_all(pool).await?;
                 rows.iter().map(|r| row_to_doc(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)).collect::<Result<Vec<_>>>()?
             });
             out.extend(docs.into_iter().map(|d| (d.url.clone(), d)));
@@ -148,7 +148,7 @@ impl DocStore {
         s.push(" ORDER BY url LIMIT ")
             .arg(Arg::I64(Some(i64::from(limit))));
         on_pool!(&self.pool, pool => {
-            let rows = bind_args!(sqlx::query(s.sql_for(pool)), s.args).fetch_all(pool).await?;
+            let rows = bind_args!(sqlx::query(s.sql_for(pool)).persistent(false), s.args).fetch_all(pool).await?;
             rows.iter().map(|r| row_to_doc(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)).collect::<Result<Vec<_>>>()
         })
     }
@@ -187,7 +187,7 @@ impl DocStore {
             let mut tx = pool.begin_write().await?;
             let mut changed = Vec::new();
             for s in &stmts {
-                let rows = bind_args!(sqlx::query(s.sql_for(pool)), s.args)
+                let rows = bind_args!(sqlx::query(s.sql_for(pool)).persistent(false), s.args)
                     .fetch_all(&mut *tx)
                     .await?;
                 for r in &rows {
@@ -202,7 +202,7 @@ impl DocStore {
                 for chunk in rest.chunks(ROWS_PER_STATEMENT) {
                     let mut s = Stmt::new(&format!("SELECT {COLUMNS} FROM documents WHERE url IN "));
                     s.list(chunk.iter().map(|u| Arg::Text(Some((*u).to_owned()))));
-                    let rows = bind_args!(sqlx::query(s.sql_for(pool)), s.args).fetch_all(&mut *tx).await?;
+                    let rows = bind_args!(sqlx::query(s.sql_for(pool)).persistent(false), s.args).fetch_all(&mut *tx).await?;
                     for r in &rows {
                         unchanged_states.push(row_to_doc(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)?);
                     }

@@ -689,12 +689,12 @@ impl UploadStore {
                     tributary_storage::stmt::Dialect::Postgres,
                     loaded_at,
                 ) {
-                    bind_args!(sqlx::query(&s.sql), s.args)
+                    bind_args!(sqlx::query(&s.sql).persistent(false), s.args)
                         .execute(&mut *tx)
                         .await?;
                 }
                 for s in &errs {
-                    bind_args!(sqlx::query(&s.sql), s.args)
+                    bind_args!(sqlx::query(&s.sql).persistent(false), s.args)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -718,13 +718,16 @@ impl UploadStore {
                         tributary_storage::stmt::Dialect::Sqlite,
                         loaded_at,
                     ));
+                // Multi-row statements of varying row counts: not kept in the
+                // connection's statement cache (each size would stay prepared,
+                // a large program apiece: the SQLite 10x import grew to 300 MB).
                 for s in rows {
-                    bind_args!(sqlx::query(s.sql_for(pool)), s.args)
+                    bind_args!(sqlx::query(s.sql_for(pool)).persistent(false), s.args)
                         .execute(&mut *tx)
                         .await?;
                 }
                 for s in &errs {
-                    bind_args!(sqlx::query(s.sql_for(pool)), s.args)
+                    bind_args!(sqlx::query(s.sql_for(pool)).persistent(false), s.args)
                         .execute(&mut *tx)
                         .await?;
                 }

@@ -140,7 +140,8 @@ pub async fn enqueue_sqlite(
                 ", (?, ?, ?, ?, ?, ?)"
             });
         }
-        let mut q = sqlx::query(&sql);
+        // One statement per chunk size: not kept in the statement cache.
+        let mut q = sqlx::query(&sql).persistent(false);
         for e in chunk {
             q = q
                 .bind(namespace)
@@ -423,7 +424,12 @@ impl OutboxStore {
                     sep.push_bind(*id);
                 }
                 sep.push_unseparated(")");
-                done += q.build().execute(&mut *tx).await?.rows_affected();
+                done += q
+                    .build()
+                    .persistent(false)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 tx.commit().await?;
             }
             done

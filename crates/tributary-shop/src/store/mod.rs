@@ -333,8 +333,11 @@ impl ShopStore {
                 .await?
                 .rows_affected();
             if claimed == 1 {
+                // Multi-row, of varying sizes: kept out of the statement cache.
                 for s in &stmts {
-                    bind_args!(sqlx::query(s.sql_for(pool)), s.args).execute(&mut *tx).await?;
+                    bind_args!(sqlx::query(s.sql_for(pool)).persistent(false), s.args)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 true
